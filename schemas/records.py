@@ -1,0 +1,236 @@
+"""Example records (memory-write, memory-read) and the pyarrow schemas of every output table.
+
+The column names and types are the contract of DESIGN.md "Example records": trainers (ours, TRL,
+axolotl) and tests rely on them. A record knows how to render its own `segments`; `to_row()` gives the
+dict that is written to Parquet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from schemas import api
+
+# --- pyarrow schemas ---------------------------------------------------------------------------------
+
+SEGMENT = pa.struct([("text", pa.string()), ("label", pa.bool_())])
+
+COMMON_FIELDS = [
+    ("id", pa.string()),
+    ("source", pa.string()),
+    ("split", pa.string()),
+    ("doc_id", pa.string()),
+    ("doc_index", pa.int64()),
+    ("title", pa.string()),
+]
+TEXT_FIELDS = [("segments", pa.list_(SEGMENT)), ("text", pa.string())]
+
+WRITE_TRIPLE = pa.struct(
+    [
+        ("head", pa.string()),
+        ("relation", pa.string()),
+        ("tail", pa.string()),
+        ("head_entity", pa.int32()),
+        ("tail_entity", pa.int32()),
+        ("relation_id", pa.string()),
+        ("label_index", pa.int32()),
+    ]
+)
+
+MEMORY_WRITE_SCHEMA = pa.schema(
+    COMMON_FIELDS
+    + TEXT_FIELDS
+    + [
+        ("sent_id", pa.int32()),
+        ("pretext", pa.string()),
+        ("focus", pa.string()),
+        ("triples", pa.list_(WRITE_TRIPLE)),
+    ]
+)
+
+QUERY = pa.struct([("subject", pa.string()), ("relation", pa.string()), ("object", pa.string())])
+
+MEMORY_READ_SCHEMA = pa.schema(
+    COMMON_FIELDS
+    + TEXT_FIELDS
+    + [
+        ("read_point", pa.int32()),
+        ("target", pa.string()),
+        ("pre_text", pa.string()),
+        ("preapi_text", pa.string()),
+        ("queries", pa.list_(QUERY)),
+        ("query_results", pa.list_(pa.list_(pa.string()))),
+        ("continuation", pa.string()),
+        ("eot", pa.bool_()),
+    ]
+)
+
+MENTION = pa.struct(
+    [("name", pa.string()), ("sent_id", pa.int32()), ("start", pa.int32()), ("end", pa.int32())]
+)
+ENTITY = pa.struct([("kb_id", pa.string()), ("type", pa.string()), ("mentions", pa.list_(MENTION))])
+RELATION = pa.struct(
+    [("h", pa.int32()), ("t", pa.int32()), ("r", pa.string()), ("evidence", pa.list_(pa.int32()))]
+)
+
+DOCUMENTS_SCHEMA = pa.schema(
+    COMMON_FIELDS
+    + [
+        ("sents", pa.list_(pa.list_(pa.string()))),
+        ("entities", pa.list_(ENTITY)),
+        ("relations", pa.list_(RELATION)),
+    ]
+)
+
+TABLE_SCHEMAS = {
+    "memory_write": MEMORY_WRITE_SCHEMA,
+    "memory_read": MEMORY_READ_SCHEMA,
+    "documents": DOCUMENTS_SCHEMA,
+}
+
+
+# --- records -------------------------------------------------------------------------------------------
+
+
+def segments_text(segments: list[dict]) -> str:
+    return "".join(s["text"] for s in segments)
+
+
+def _segments(pieces: list[tuple[str, bool]]) -> list[dict]:
+    # Empty pieces carry nothing; dropping them keeps `segments` minimal without changing `text`.
+    return [{"text": t, "label": lab} for t, lab in pieces if t]
+
+
+@dataclass(slots=True)
+class DocRef:
+    """Where an example comes from: the common columns shared by every table."""
+
+    source: str
+    split: str
+    doc_id: str
+    doc_index: int
+    title: str
+
+    def common(self, example_id: str) -> dict:
+        return {
+            "id": example_id,
+            "source": self.source,
+            "split": self.split,
+            "doc_id": self.doc_id,
+            "doc_index": self.doc_index,
+            "title": self.title,
+        }
+
+
+@dataclass(slots=True)
+class WriteTriple:
+    head: str
+    relation: str
+    tail: str
+    head_entity: int
+    tail_entity: int
+    relation_id: str
+    label_index: int
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return (self.head, self.relation, self.tail)
+
+
+@dataclass(slots=True)
+class WriteExample:
+    """One memory-write example: the focus sentence `sent_id` and the triples written there."""
+
+    doc: DocRef
+    sent_id: int
+    pretext: str
+    focus: str
+    triples: list[WriteTriple] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc.doc_id}/w{self.sent_id:04d}"
+
+    def segments(self) -> list[dict]:
+        return _segments(
+            [
+                (api.render_write_context(self.pretext, self.focus), False),
+                (api.render_write_call(t.names for t in self.triples), True),
+            ]
+        )
+
+    def to_row(self) -> dict:
+        segments = self.segments()
+        row = self.doc.common(self.id)
+        row.update(
+            segments=segments,
+            text=segments_text(segments),
+            sent_id=self.sent_id,
+            pretext=self.pretext,
+            focus=self.focus,
+            triples=[
+                {
+                    "head": t.head,
+                    "relation": t.relation,
+                    "tail": t.tail,
+                    "head_entity": t.head_entity,
+                    "tail_entity": t.tail_entity,
+                    "relation_id": t.relation_id,
+                    "label_index": t.label_index,
+                }
+                for t in self.triples
+            ],
+        )
+        return row
+
+
+@dataclass(slots=True)
+class ReadExample:
+    """One memory-read example (Algorithm 1): a read placed right before `target` at `read_point`."""
+
+    doc: DocRef
+    ordinal: int  # position among the document's read examples
+    read_point: int
+    target: str
+    pre_text: str
+    preapi_text: str
+    queries: list[api.Query]
+    query_results: list[list[str]]
+    continuation: str
+    eot: bool
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc.doc_id}/r{self.ordinal:04d}"
+
+    def segments(self) -> list[dict]:
+        tail = self.continuation + ("" if self.eot else api.START)
+        return _segments(
+            [
+                (self.pre_text, False),
+                (self.preapi_text, True),
+                (api.render_read_call(self.queries), True),
+                (api.render_read_results(self.query_results), False),
+                (api.END, False),
+                (tail, True),
+            ]
+        )
+
+    def to_row(self) -> dict:
+        segments = self.segments()
+        row = self.doc.common(self.id)
+        row.update(
+            segments=segments,
+            text=segments_text(segments),
+            read_point=self.read_point,
+            target=self.target,
+            pre_text=self.pre_text,
+            preapi_text=self.preapi_text,
+            queries=[{"subject": q.subject, "relation": q.relation, "object": q.object} for q in self.queries],
+            query_results=[list(r) for r in self.query_results],
+            continuation=self.continuation,
+            eot=self.eot,
+        )
+        return row

