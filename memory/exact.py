@@ -1,0 +1,49 @@
+"""`ExactMemory`: triples matched by exact strings, no embedder (the memory the golden data was made with).
+
+An in-process dict from `(known name, relation, direction)` to the names on the other side. It is the
+reference for tests and the annotator benchmark; the Beam pipeline performs the same lookup as a join
+(`pipeline.read_examples`) so no worker holds all triples.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from memory.base import RESULT_LIMIT
+from schemas.api import Query
+
+TAIL, HEAD = "tail", "head"  # which side of the triple the query asks for
+
+
+def query_key(query: Query) -> tuple[str, str, str]:
+    """The lookup key of a query: the known name, the relation, and the side that is asked for."""
+    if query.is_tail_query:
+        return (query.subject, query.relation, TAIL)  # type: ignore[return-value]
+    return (query.object, query.relation, HEAD)  # type: ignore[return-value]
+
+
+def triple_keys(head: str, relation: str, tail: str) -> tuple[tuple[tuple[str, str, str], str], ...]:
+    """The two (key, answer) entries one stored triple contributes."""
+    return (((head, relation, TAIL), tail), ((tail, relation, HEAD), head))
+
+
+class ExactMemory:
+    def __init__(self, triples: Iterable[tuple[str, str, str]] = ()) -> None:
+        self._index: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        self.add(triples)
+
+    def add(self, triples: Iterable[tuple[str, str, str]]) -> None:
+        for h, r, t in triples:
+            for key, answer in triple_keys(h, r, t):
+                self._index[key].add(answer)
+
+    def query_names(self, queries: Sequence[Query], limit: int = RESULT_LIMIT) -> list[list[str]]:
+        out = []
+        for q in queries:
+            names = self._index.get(query_key(q))
+            out.append(sorted(names)[:limit] if names else [])
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(v) for k, v in self._index.items() if k[2] == TAIL)
