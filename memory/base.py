@@ -8,7 +8,8 @@ result longer than Q_thr is over-broad whatever its true size, so nothing needs 
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from schemas.api import Query
 

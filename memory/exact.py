@@ -8,7 +8,7 @@ reference for tests and the annotator benchmark; the Beam pipeline performs the 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from memory.base import RESULT_LIMIT
 from schemas.api import Query

@@ -8,8 +8,8 @@ well-formed `h>>r>>t` items, as the reference controller does).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 START = "({"  # token 2882 in Mistral-7B's vocabulary
 END = "})"  # token 1542

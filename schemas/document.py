@@ -71,7 +71,7 @@ class Document:
         return row
 
     @classmethod
-    def from_row(cls, row: dict) -> "Document":
+    def from_row(cls, row: dict) -> Document:
         return cls(
             doc_id=row["doc_id"],
             doc_index=row["doc_index"],

@@ -1,0 +1,311 @@
+"""Reading DocRED-format input (DocRED, Re-DocRED, DocRED distant): streaming scan and validation.
+
+Two pieces, both plain Python:
+- `scan_json_records` streams one file, a JSON array (`[{...}, {...}]`) or JSON lines, without ever holding
+  more than one record and a read buffer: `json.JSONDecoder.raw_decode` over a sliding text buffer, each
+  record returned with its byte range, so a file can be indexed once and its ranges re-read in parallel. A
+  syntax error inside the file becomes one `RecordError` for the damaged region and the scan resumes at the
+  next record that looks like a document; nothing valid around it is lost.
+- `parse_document` turns one decoded record into a `Document`, or raises `InvalidDocument` with a reason
+  that names the field and the offending value.
+
+What it does not do: guess missing structure (a document without `sents`/`vertexSet`/`labels` is rejected),
+or read the JSON with `json.load` (4.4 GB of RAM for DocRED distant's 500 MB file).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO
+
+from schemas.document import Document, Entity, Mention, Relation
+
+_DECODER = json.JSONDecoder()
+_WS = " \t\n\r"
+READ_SIZE = 1 << 20
+MAX_RECORD_CHARS = 1 << 28  # past this a record that does not parse is damaged, not just long
+RECORD_PREVIEW = 1000  # characters of a bad record kept in its dead letter
+
+
+class InputFormatError(ValueError):
+    """A whole input file is unusable (not JSON, not an array or JSON lines): the run stops."""
+
+
+class InvalidDocument(ValueError):
+    """One record is not a valid DocRED document; the message is the reason."""
+
+
+@dataclass(slots=True)
+class RecordError:
+    """A damaged region of a file: what it held (truncated) and why it could not be decoded."""
+
+    byte_start: int
+    byte_end: int
+    text: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Record:
+    byte_start: int
+    byte_end: int
+    value: object
+
+
+class _Buffer:
+    """Decoded text of a binary stream, read on demand, with byte offsets for any text position."""
+
+    def __init__(self, stream: IO[bytes], byte_start: int = 0, byte_end: int | None = None):
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text = ""
+        self.byte_offset = byte_start  # byte offset of text[0]
+        self.remaining = None if byte_end is None else byte_end - byte_start
+        self.eof = False
+        # byte_at() is asked for increasing positions: encode only the text since the last answer.
+        self._cursor_pos = 0
+        self._cursor_byte = byte_start
+
+    def fill(self, size: int = READ_SIZE) -> bool:
+        """Append more text; False at the end of the stream (or of the byte range)."""
+        if self.eof:
+            return False
+        if self.remaining is not None:
+            size = min(size, self.remaining)
+        data = self.stream.read(size) if size > 0 else b""
+        if self.remaining is not None:
+            self.remaining -= len(data)
+        if not data:
+            self.eof = True
+            self.text += self.decoder.decode(b"", final=True)
+            return False
+        self.text += self.decoder.decode(data)
+        return True
+
+    def byte_at(self, pos: int) -> int:
+        if pos < self._cursor_pos:
+            return self.byte_offset + len(self.text[:pos].encode("utf-8"))
+        self._cursor_byte += len(self.text[self._cursor_pos : pos].encode("utf-8"))
+        self._cursor_pos = pos
+        return self._cursor_byte
+
+    def drop_before(self, pos: int) -> None:
+        """Forget text before `pos` (keeps the buffer small); positions shift by `pos`."""
+        if pos:
+            self.byte_offset = self.byte_at(pos)
+            self.text = self.text[pos:]
+            self._cursor_pos = 0
+            self._cursor_byte = self.byte_offset
+
+    def skip_ws(self, pos: int) -> int:
+        """The first non-whitespace position at or after `pos`, reading more as needed."""
+        while True:
+            n = len(self.text)
+            while pos < n and self.text[pos] in _WS:
+                pos += 1
+            if pos < n or not self.fill():
+                return pos
+
+
+def detect_format(stream: IO[bytes]) -> str:
+    """'array' or 'lines', from the first non-whitespace character (`[` or `{`)."""
+    buf = _Buffer(stream)
+    pos = buf.skip_ws(0)
+    first = buf.text[pos : pos + 1]
+    if first == "[":
+        return "array"
+    if first == "{":
+        return "lines"
+    if not first:
+        raise InputFormatError("the file is empty")
+    raise InputFormatError(f"not a JSON array or JSON lines (starts with {buf.text[pos:pos + 20]!r})")
+
+
+def scan_json_records(
+    stream: IO[bytes], fmt: str | None = None, byte_start: int = 0, byte_end: int | None = None
+) -> Iterator[Record | RecordError]:
+    """Yield the records of a JSON array or JSON-lines stream, with their byte ranges.
+
+    With `byte_start`/`byte_end` (a range produced by an earlier scan, the stream positioned at
+    `byte_start`) it reads just the records inside that range: a fragment of an array, separators included.
+    """
+    if fmt is None:
+        fmt = detect_format(stream)
+        stream.seek(byte_start)
+    buf = _Buffer(stream, byte_start, byte_end)
+    pos = buf.skip_ws(0)
+    if fmt == "array" and byte_start == 0:
+        if buf.text[pos : pos + 1] != "[":
+            raise InputFormatError("not a JSON array")
+        pos = buf.skip_ws(pos + 1)
+        if buf.text[pos : pos + 1] == "]":
+            return
+    separator = "," if fmt == "array" else ""
+    while True:
+        pos = buf.skip_ws(pos)
+        if pos >= len(buf.text):
+            return
+        if pos > READ_SIZE:  # keep the buffer about one read long
+            buf.drop_before(pos)
+            pos = 0
+        value, end, error = _decode_at(buf, pos)
+        if error is None:
+            after = buf.skip_ws(end)
+            nxt = buf.text[after : after + 1]
+            if fmt == "array" and nxt not in (",", "]", ""):
+                error = f"expected ',' or ']' after a record, found {nxt!r}"
+            elif fmt == "lines" and nxt not in ("{", ""):
+                error = f"expected a new record after a record, found {nxt!r}"
+        if error is None:
+            yield Record(buf.byte_at(pos), buf.byte_at(end), value)
+            pos = after + (1 if nxt == separator and separator else 0)
+            if fmt == "array" and nxt == "]":
+                return
+            continue
+        resume = _resync(buf, pos + 1, fmt)
+        yield RecordError(buf.byte_at(pos), buf.byte_at(resume), buf.text[pos:resume][:RECORD_PREVIEW], error)
+        if resume >= len(buf.text):
+            return
+        pos = resume
+
+
+def _decode_at(buf: _Buffer, pos: int) -> tuple[object, int, str | None]:
+    """Decode one JSON value at `pos`, reading more text while the value may just be cut off."""
+    read = READ_SIZE
+    while True:
+        try:
+            value, end = _DECODER.raw_decode(buf.text, pos)
+        except json.JSONDecodeError as e:
+            if buf.eof or len(buf.text) - pos > MAX_RECORD_CHARS:
+                return None, pos, f"invalid JSON: {e.msg} (line {e.lineno} column {e.colno})"
+            buf.fill(read)
+            read *= 2
+            continue
+        # A number at the very end of the buffer may continue in the next read ("1." of "1.5e10").
+        if end >= len(buf.text) and not buf.eof:
+            buf.fill(read)
+            read *= 2
+            continue
+        return value, end, None
+
+
+def _resync(buf: _Buffer, pos: int, fmt: str) -> int:
+    """Position of the next record after a damaged one: a `{` that decodes to a DocRED-like object."""
+    while True:
+        at = buf.text.find("{", pos)
+        if at < 0:
+            if not buf.fill():
+                return len(buf.text)
+            continue
+        try:
+            value, _ = _DECODER.raw_decode(buf.text, at)
+        except json.JSONDecodeError:
+            if not buf.eof and len(buf.text) - at < MAX_RECORD_CHARS:
+                if buf.fill():
+                    continue
+            pos = at + 1
+            continue
+        if isinstance(value, dict) and ("sents" in value or "vertexSet" in value):
+            return at
+        pos = at + 1
+
+
+# --- validation ---------------------------------------------------------------------------------------
+
+
+def _int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidDocument(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def parse_document(
+    record: object,
+    *,
+    doc_id: str,
+    doc_index: int,
+    source: str,
+    split: str,
+    relation_labels: Mapping[str, str],
+) -> Document:
+    """Validate one DocRED record and convert it; raise `InvalidDocument` with the reason otherwise."""
+    if not isinstance(record, dict):
+        raise InvalidDocument(f"a document must be a JSON object, got {type(record).__name__}")
+    missing = [k for k in ("sents", "vertexSet", "labels") if k not in record]
+    if missing:
+        raise InvalidDocument(f"missing field(s) {', '.join(missing)}")
+    sents = record["sents"]
+    if not isinstance(sents, list) or not sents:
+        raise InvalidDocument("sents must be a non-empty list of sentences")
+    for i, sent in enumerate(sents):
+        if not isinstance(sent, list) or not all(isinstance(w, str) for w in sent):
+            raise InvalidDocument(f"sents[{i}] must be a list of token strings")
+    title = record.get("title", "")
+    if not isinstance(title, str):
+        raise InvalidDocument(f"title must be a string, got {title!r}")
+
+    vertex_set = record["vertexSet"]
+    if not isinstance(vertex_set, list):
+        raise InvalidDocument("vertexSet must be a list of entities")
+    entities = []
+    for e, vertex in enumerate(vertex_set):
+        if not isinstance(vertex, list) or not vertex:
+            raise InvalidDocument(f"vertexSet[{e}] has no mention")
+        mentions = []
+        for m, mention in enumerate(vertex):
+            where = f"vertexSet[{e}][{m}]"
+            if not isinstance(mention, dict):
+                raise InvalidDocument(f"{where} must be an object")
+            name = mention.get("name")
+            if not isinstance(name, str) or not name:
+                raise InvalidDocument(f"{where}.name must be a non-empty string, got {name!r}")
+            sent_id = _int(mention.get("sent_id"), f"{where}.sent_id")
+            if not 0 <= sent_id < len(sents):
+                raise InvalidDocument(
+                    f"{where}.sent_id = {sent_id} is out of range (document has {len(sents)} sentences)"
+                )
+            pos = mention.get("pos")
+            if not isinstance(pos, list) or len(pos) != 2:
+                raise InvalidDocument(f"{where}.pos must be [start, end], got {pos!r}")
+            start, end = _int(pos[0], f"{where}.pos[0]"), _int(pos[1], f"{where}.pos[1]")
+            if not 0 <= start < end <= len(sents[sent_id]):
+                raise InvalidDocument(
+                    f"{where}.pos = {pos} is out of range (sentence {sent_id} has {len(sents[sent_id])} tokens)"
+                )
+            mentions.append(Mention(name, sent_id, start, end))
+        etype = vertex[0].get("type")
+        entities.append(Entity(mentions, etype if isinstance(etype, str) else None, vertex[0].get("kb_id")))
+
+    labels = record["labels"]
+    if not isinstance(labels, list):
+        raise InvalidDocument("labels must be a list of relations")
+    relations = []
+    for i, label in enumerate(labels):
+        where = f"labels[{i}]"
+        if not isinstance(label, dict):
+            raise InvalidDocument(f"{where} must be an object")
+        h = _int(label.get("h"), f"{where}.h")
+        t = _int(label.get("t"), f"{where}.t")
+        for side, idx in (("h", h), ("t", t)):
+            if not 0 <= idx < len(entities):
+                raise InvalidDocument(
+                    f"{where}.{side} = {idx} is out of range (document has {len(entities)} entities)"
+                )
+        r = label.get("r")
+        if not isinstance(r, str) or r not in relation_labels:
+            raise InvalidDocument(f"{where}.r = {r!r} is not a known Wikidata property")
+        evidence = label.get("evidence", [])
+        if not isinstance(evidence, list):
+            raise InvalidDocument(f"{where}.evidence must be a list of sentence ids")
+        for ev in evidence:
+            ev = _int(ev, f"{where}.evidence")
+            if not 0 <= ev < len(sents):
+                raise InvalidDocument(
+                    f"{where}.evidence contains {ev}, out of range (document has {len(sents)} sentences)"
+                )
+        relations.append(Relation(h, t, r, list(evidence)))
+
+    return Document(doc_id, doc_index, source, split, title, sents, entities, relations)

@@ -1,0 +1,247 @@
+"""Memory-read examples: the paper's Algorithm 1, reference-faithful (method doc §6.2).
+
+Split in two so the memory lookup can happen in between, anywhere (an in-process memory, a Beam join):
+- `plan_reads(doc)` — steps 1-5 and the "already in the text" check: the document's target groups in
+  document order, each with its sources (the queries that could fetch the target) in merge order, and the
+  queries that need a memory result (`ReadPlan.needed`).
+- `finish_reads(plan, results)` — steps 7-9 given the result of every needed query: which queries are
+  included, their priorities, the read points, and the examples.
+`build_read_examples(doc, memory)` runs both around any `memory.Memory`.
+
+Every quirk of the reference is kept, on purpose (golden data, `../shared/data/golden/`): the target is the
+first mention at which both arguments of a relation have been seen, each relation queries once; groups merge
+by (sentence, span) of the target and collapse a repeated (source name, relation) only when it is the last
+one appended; SKIP_QUERIES on the masked query; inclusion at <= Q_thr results but selection at < Q_thr;
+priority 5 for an empty result; read points de-duplicated by their top query (ties broken by the query's
+JSON text, as the reference sorts them); queries taken in merge order, at most 3; all-empty results replaced
+by the target string; the first example of a document trains its prefix (`preapi_text`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from memory.base import Q_THR, Memory
+from memory.exact import query_key
+from schemas.api import MAX_QUERIES, Query
+from schemas.document import Document
+from schemas.records import ReadExample
+
+HEAD, TAIL = "HEAD", "TAIL"  # which argument of the relation the target is
+EMPTY_RESULT_PRIORITY = 5
+
+# Over-broad queries never asked (reference `mr_data_config.SKIP_QUERIES`), as (direction, relation):
+# "head" = (?, r, X) finds a subject, "tail" = (X, r, ?) finds an object. The last "tail" entry never
+# matches: the Wikidata label is "contains administrative territorial entities" (plural); kept as is.
+SKIP_QUERIES = frozenset(
+    [("head", r) for r in (
+        "country of citizenship", "country", "country of origin", "religion", "place of birth",
+        "place of death", "work location", "location of formation", "location", "basin country",
+        "residence", "publication date", "production company", "original language of work",
+        "applies to jurisdiction", "platform", "located in the administrative territorial entity",
+        "headquarters location", "inception", "employer", "date of birth", "date of death", "educated at",
+    )]
+    + [("tail", "continent"), ("tail", "contains administrative territorial entity")]
+)
+
+
+def is_skipped(query: Query) -> bool:
+    return ("tail" if query.is_tail_query else "head", query.relation) in SKIP_QUERIES
+
+
+@dataclass(slots=True)
+class Source:
+    """A seen mention of the other argument: the known side of one candidate query."""
+
+    name: str
+    relation: str
+    target_type: str  # HEAD: the target is the relation's head, so the query is (?, r, source)
+    start: int  # global token offset of the source mention (updated when a repeat collapses)
+
+    @property
+    def query(self) -> Query:
+        if self.target_type == TAIL:
+            return Query(self.name, self.relation, None)
+        return Query(None, self.relation, self.name)
+
+
+@dataclass(slots=True)
+class TargetGroup:
+    target: str  # surface name of the target mention
+    sent_id: int
+    span: tuple[int, int]  # in-sentence [start, end) of the target mention
+    read_point: int  # global token offset of the target
+    sources: list[Source] = field(default_factory=list)
+    in_pretext: bool = False  # target string already occurs before the read point: no read here
+
+
+@dataclass(slots=True)
+class ReadPlan:
+    doc: Document
+    groups: list[TargetGroup]
+
+    @property
+    def needed(self) -> list[Query]:
+        """Distinct queries whose memory result decides something, in first-use order."""
+        out: dict[Query, None] = {}
+        for g in self.groups:
+            if not g.in_pretext:
+                for s in g.sources:
+                    q = s.query
+                    if not is_skipped(q):
+                        out.setdefault(q, None)
+        return list(out)
+
+
+def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
+    # Step 1: every mention with its global start, sorted by (start, entity index).
+    offsets = [0]
+    for s in doc.sents:
+        offsets.append(offsets[-1] + len(s))
+    stream = sorted(
+        ((offsets[m.sent_id] + m.start, e, m) for e, ent in enumerate(doc.entities) for m in ent.mentions),
+        key=lambda x: (x[0], x[1]),
+    )
+    rels_of: dict[int, list[int]] = {}
+    for i, rel in enumerate(doc.relations):
+        rels_of.setdefault(rel.h, []).append(i)
+        if rel.t != rel.h:
+            rels_of.setdefault(rel.t, []).append(i)
+    for v in rels_of.values():
+        v.sort()
+
+    # Step 2: sweep; a relation is covered at the first mention where both arguments have been seen.
+    seen: dict[int, list[int]] = {}
+    covered = [False] * len(doc.relations)
+    records: dict[tuple, None] = {}  # step 3: exact duplicates dropped, first occurrence kept
+    for k, (start, e, m) in enumerate(stream):
+        seen.setdefault(e, []).append(k)
+        for i in rels_of.get(e, ()):
+            rel = doc.relations[i]
+            if covered[i] or rel.h not in seen or rel.t not in seen:
+                continue
+            covered[i] = True
+            target_type = HEAD if e == rel.h else TAIL
+            label = relation_labels[rel.r]
+            for j in seen[rel.t if target_type == HEAD else rel.h]:
+                s_start, _, s_mention = stream[j]
+                s_end = offsets[s_mention.sent_id] + s_mention.end
+                records.setdefault(
+                    (m.start, m.end, m.sent_id, start, m.name, s_mention.name, s_start, s_end, label, target_type),
+                    None,
+                )
+
+    # Step 4: sort by (target start in its sentence, source name), merge records at the same target span.
+    ordered = sorted(records, key=lambda r: (r[0], r[5]))
+    groups: list[TargetGroup] = []
+    by_target: dict[tuple[int, int, int], TargetGroup] = {}
+    for t_start, t_end, t_sent, t_global, t_name, s_name, s_start, _s_end, label, target_type in ordered:
+        key = (t_sent, t_start, t_end)
+        group = by_target.get(key)
+        if group is None:
+            group = by_target[key] = TargetGroup(t_name, t_sent, (t_start, t_end), t_global)
+            groups.append(group)
+            group.sources.append(Source(s_name, label, target_type, s_start))
+            continue
+        last = group.sources[-1]
+        if last.name == s_name and last.relation == label:
+            # A repeated surface form of the same source: keep one query, at the later mention.
+            last.start = max(last.start, s_start)
+        else:
+            group.sources.append(Source(s_name, label, target_type, s_start))
+
+    # Step 5: document order; step 7's first test: no read for a target already written verbatim.
+    groups.sort(key=lambda g: (g.sent_id, g.span[0]))
+    words = [w for s in doc.sents for w in s]
+    for g in groups:
+        g.in_pretext = g.target in " ".join(words[: g.read_point])
+    return ReadPlan(doc, groups)
+
+
+def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[ReadExample]:
+    """Steps 7-9 of Algorithm 1, given every needed query's result (sorted distinct names)."""
+    doc = plan.doc
+    # Step 7: included sources per group (<= Q_thr results, not skipped), with their priorities.
+    included: list[list[int]] = []
+    top_query: list[str | None] = []
+    for g in plan.groups:
+        inc, ranked = [], []
+        if not g.in_pretext:
+            for h, src in enumerate(g.sources):
+                q = src.query
+                if is_skipped(q):
+                    continue
+                res = results[q]
+                if len(res) <= Q_THR:
+                    inc.append(h)
+                    priority = len(res) if res else EMPTY_RESULT_PRIORITY
+                    ranked.append((priority, json.dumps([q.subject, q.relation, q.object])))
+        included.append(inc)
+        top_query.append(min(ranked)[1] if ranked else None)
+
+    # Step 8: read points, de-duplicated by an identical top-priority query.
+    kept: list[int] = []
+    for gi, inc in enumerate(included):
+        if inc and (not kept or top_query[kept[-1]] != top_query[gi]):
+            kept.append(gi)
+
+    # Step 9: one example per group with an included query; continuations end at the next kept point.
+    words = [w for s in doc.sents for w in s]
+    ref = doc.ref
+    examples: list[ReadExample] = []
+    for gi, g in enumerate(plan.groups):
+        if not included[gi]:
+            continue
+        inc = set(included[gi])
+        queries, query_results = [], []
+        for h, src in enumerate(g.sources):
+            if h in inc and len(queries) < MAX_QUERIES:
+                res = results[src.query]
+                if len(res) < Q_THR:
+                    queries.append(src.query)
+                    query_results.append(list(res))
+        if not queries:
+            continue
+        if not any(query_results):
+            # A read always returns something: the model learns to copy from memory.
+            query_results = [[g.target] for _ in queries]
+        nxt = next((k for k in kept if k > gi), None)
+        next_point = plan.groups[nxt].read_point if nxt is not None else len(words)
+        prefix = " ".join(words[: g.read_point])
+        first = not examples
+        examples.append(
+            ReadExample(
+                doc=ref,
+                ordinal=len(examples),
+                read_point=g.read_point,
+                target=g.target,
+                pre_text="" if first else prefix,
+                preapi_text=prefix if first else "",
+                queries=queries,
+                query_results=query_results,
+                continuation=" ".join(words[g.read_point : next_point]),
+                eot=nxt is None,
+            )
+        )
+    return examples
+
+
+def build_read_examples(doc: Document, memory: Memory, relation_labels: Mapping[str, str]) -> list[ReadExample]:
+    plan = plan_reads(doc, relation_labels)
+    needed = plan.needed
+    return finish_reads(plan, dict(zip(needed, memory.query_names(needed))))
+
+
+__all__ = [
+    "ReadPlan",
+    "TargetGroup",
+    "Source",
+    "plan_reads",
+    "finish_reads",
+    "build_read_examples",
+    "is_skipped",
+    "query_key",
+    "SKIP_QUERIES",
+]

@@ -1,0 +1,102 @@
+"""Memory-write examples: one per sentence, the triples a reader learns at that sentence (method doc §6.1).
+
+Reference-faithful: a relation is considered at sentence i when i is in its evidence or its evidence is
+empty; it is written there with the first mention pair (in a shuffled order) that has one mention in
+sentence i and both at or before i, skipping pairs whose name-triple is already in the sentence's list; a
+relation with no such pair (e.g. evidence sentence mentions the entity only by a pronoun) is not written.
+Triples are ordered by the location of the in-focus mention (the later one when both are in focus), ties
+by the triple. Sentences without triples are kept: they teach the empty write.
+
+Which pair is chosen is random in the reference: one `random.seed(42)` stream shuffles each selected
+relation's full mention product, document after document. The choice matters beyond the names: when two
+entities share a mention name ("Romania" / "Romanian"), a pair taken for one relation can use up the only
+name-triple of another, which is then not written (4 of Re-DocRED dev's 4,110 sentences). Two ways to seed:
+- `rng=` a `random.Random` carried through a file in order (`reference_rng` gives the seeded start,
+  `advance_reference_rng` skips a document without building it): the reference's exact choices, names
+  included. The DocRED reader replays it per input file, so it is deterministic on any runner.
+- no `rng`: a generator seeded by the example id, for documents with no file order (raw-text input).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from schemas.document import Document
+from schemas.records import WriteExample, WriteTriple
+
+REFERENCE_SEED = 42
+
+
+def reference_rng(seed: int = REFERENCE_SEED) -> random.Random:
+    """The reference's stream at the start of an input file (`random.seed(42)`)."""
+    return random.Random(seed)
+
+
+def _selected_per_sentence(doc: Document) -> list[list[int]]:
+    """Label indices considered at each sentence: its evidence, or every sentence for empty evidence."""
+    always = {i for i, rel in enumerate(doc.relations) if not rel.evidence}
+    selected: list[set[int]] = [set(always) for _ in doc.sents]
+    for i, rel in enumerate(doc.relations):
+        for ev in rel.evidence:
+            selected[ev].add(i)
+    return [sorted(s) for s in selected]
+
+
+def advance_reference_rng(doc: Document, rng: random.Random) -> None:
+    """Consume exactly what `build_write_examples(doc, rng=rng)` would, without building anything."""
+    sizes = [len(e.mentions) for e in doc.entities]
+    for selected in _selected_per_sentence(doc):
+        for label_index in selected:
+            rel = doc.relations[label_index]
+            n = sizes[rel.h] * sizes[rel.t]
+            if n > 1:
+                rng.shuffle(list(range(n)))
+
+
+def build_write_examples(
+    doc: Document,
+    relation_labels: Mapping[str, str],
+    rng: random.Random | None = None,
+    seed: int = REFERENCE_SEED,
+) -> list[WriteExample]:
+    ref = doc.ref
+    sentences = [" ".join(s) for s in doc.sents]
+    examples = []
+    pretext_parts: list[str] = []
+    for sent_id, (focus, selected) in enumerate(zip(sentences, _selected_per_sentence(doc))):
+        example = WriteExample(ref, sent_id, " ".join(pretext_parts), focus)
+        if selected:
+            pair_rng = rng if rng is not None else random.Random(f"{seed}:{example.id}")
+            placed: list[tuple[tuple[int, int], tuple[str, str, str], WriteTriple]] = []
+            written: set[tuple[str, str, str]] = set()
+            for label_index in selected:
+                rel = doc.relations[label_index]
+                label = relation_labels[rel.r]
+                # The whole product is shuffled, qualifying or not, so the stream matches the reference.
+                pairs = [(hm, tm) for hm in doc.entities[rel.h].mentions for tm in doc.entities[rel.t].mentions]
+                pair_rng.shuffle(pairs)
+                for hm, tm in pairs:
+                    if not (
+                        (hm.sent_id == sent_id or tm.sent_id == sent_id)
+                        and hm.sent_id <= sent_id
+                        and tm.sent_id <= sent_id
+                    ):
+                        continue
+                    names = (hm.name, label, tm.name)
+                    if names in written:
+                        continue
+                    written.add(names)
+                    head_loc, tail_loc = (hm.sent_id, hm.start), (tm.sent_id, tm.start)
+                    if hm.sent_id == sent_id and tm.sent_id == sent_id:
+                        location = max(head_loc, tail_loc)
+                    else:
+                        location = head_loc if hm.sent_id == sent_id else tail_loc
+                    triple = WriteTriple(hm.name, label, tm.name, rel.h, rel.t, rel.r, label_index)
+                    placed.append((location, names, triple))
+                    break
+            placed.sort(key=lambda p: (p[0], p[1]))
+            example.triples = [p[2] for p in placed]
+        examples.append(example)
+        pretext_parts.append(focus)
+    return examples
