@@ -45,6 +45,9 @@ class Document:
     sents: list[list[str]]
     entities: list[Entity]
     relations: list[Relation]
+    # Not data: the reference's random stream at this document (set by the DocRED reader) so memory-write
+    # examples replay the reference's mention-pair choices. Never written to any table.
+    write_rng_state: tuple | None = None
 
     @property
     def ref(self) -> DocRef:

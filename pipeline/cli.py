@@ -1,0 +1,147 @@
+"""The `memllm` console script: `generate` (the Beam job), `train`, `memory`.
+
+User mistakes (a missing file, a file that is not JSON, a bad flag) end with one line on stderr and exit
+status 2, never a traceback. Beam's own options (`--runner`, `--direct_num_workers`, Dataflow/Flink/Spark
+options) pass through to Beam unchanged, and unknown ones are refused up front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+
+from pipeline.docred_source import InputError
+
+SAMPLE = "sample_docred.json"
+DEFAULT_OUTPUT = "memllm-out"
+# Tests and CI pin the FnApiRunner: the default DirectRunner first tries to download Prism.
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+def sample_path() -> str:
+    return str(resources.files("pipeline") / "sample" / SAMPLE)
+
+
+def _beam_option_parser() -> argparse.ArgumentParser:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    seen, todo = set(), [PipelineOptions]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                todo.append(sub)
+                try:
+                    sub._add_argparse_args(parser)
+                except argparse.ArgumentError:
+                    pass  # an option declared by two classes
+    return parser
+
+
+def check_beam_args(args: list[str]) -> list[str]:
+    """Refuse options Beam does not know (Beam itself would only log and ignore them)."""
+    _, unknown = _beam_option_parser().parse_known_args(args)
+    if unknown:
+        raise InputError(f"unknown option(s): {' '.join(unknown)} (see `memllm generate --help`)")
+    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+        args = [f"--runner={DEFAULT_RUNNER}", *args]
+    return args
+
+
+def add_generate_parser(sub) -> None:
+    g = sub.add_parser(
+        "generate",
+        help="make memory-write and memory-read examples (Apache Beam)",
+        description="Make memory-write and memory-read training examples. Options not listed here are "
+        "Beam pipeline options (--runner, --direct_running_mode, --direct_num_workers, Dataflow/Flink/Spark).",
+    )
+    g.add_argument("--source", choices=["docred", "wikipedia"], default="docred",
+                   help="input kind: DocRED-format JSON (DocRED, Re-DocRED, DocRED distant) or Wikipedia Parquet")
+    g.add_argument("--input", nargs="+", action="extend", dest="inputs", metavar="PATH_OR_GLOB",
+                   help="input files (JSON array or JSON lines); default: the shipped sample")
+    g.add_argument("--output", default=None, help=f"output directory (default ./{DEFAULT_OUTPUT})")
+    g.add_argument("--split", default=None,
+                   help="split name for every input (default: from each file name: train/validation/test)")
+    g.add_argument("--dataset", default=None,
+                   help="value of the `source` column (default: from file names: redocred, docred, docred_distant)")
+    g.add_argument("--kb", default=None, help="knowledge base (Wikipedia path)")
+    g.add_argument("--memory", choices=["exact", "embedding"], default="exact",
+                   help="memory answering Algorithm 1's queries (exact: gold triples, exact strings)")
+    g.add_argument("--evidence", choices=["keep", "heuristic", "llm"], default="keep",
+                   help="evidence for relations without any (keep: as the reference)")
+    g.add_argument("--seed", type=int, default=42, help="seed of the mention-pair choice (reference: 42)")
+    g.add_argument("--rows_per_shard", type=int, default=50_000, help="rows per Parquet shard")
+    g.add_argument("--write_documents", action="store_true", help="also write the validated documents/ table")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipeline.generate import GenerateConfig, run, summary_table
+
+    if args.source != "docred":
+        raise InputError("--source wikipedia is not available yet (the raw-text path is issue 4)")
+    if args.memory != "exact":
+        raise InputError("--memory embedding is not wired into generate yet; use --memory exact")
+    if args.evidence != "keep":
+        raise InputError(f"--evidence {args.evidence} is not available yet; use --evidence keep")
+    if args.rows_per_shard < 1:
+        raise InputError("--rows_per_shard must be at least 1")
+    inputs = args.inputs or [sample_path()]
+    cfg = GenerateConfig(
+        inputs=inputs,
+        output=args.output or DEFAULT_OUTPUT,
+        source=args.source,
+        dataset=args.dataset or ("sample" if not args.inputs else None),
+        split=args.split,
+        memory=args.memory,
+        evidence=args.evidence,
+        seed=args.seed,
+        rows_per_shard=args.rows_per_shard,
+        write_documents=args.write_documents,
+        beam_args=check_beam_args(beam_args),
+    )
+    stats = run(cfg)
+    print(summary_table(stats, cfg.output))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memllm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_generate_parser(sub)
+    for module, adder in (("trainer.cli", "add_train_parser"), ("memory.cli", "add_memory_parser")):
+        try:
+            mod = __import__(module, fromlist=[adder])
+        except ImportError:
+            continue
+        getattr(mod, adder)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("memllm").setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        if args.command == "generate":
+            return cmd_generate(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args.handler(args)
+    except InputError as e:
+        print(f"memllm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memllm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

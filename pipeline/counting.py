@@ -1,0 +1,52 @@
+"""Counters that travel with the data, and dead letters.
+
+Every step counts what it kept, changed and rejected. Beam `Metrics` alone would do on the local runner,
+but some runners report none (the DaskRunner), so each `CountingDoFn` also emits its per-bundle totals as a
+small `counts` output; the pipeline sums them into `stats.json`, which is therefore right on every runner.
+Dead letters are plain dicts `{"source", "record", "step", "reason"}` (DESIGN.md output layout).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+COUNTS = "counts"
+DEAD = "dead"
+NAMESPACE = "memllm"
+RECORD_PREVIEW = 2000
+
+
+def dead_letter(source: str, record: object, step: str, reason: str) -> dict:
+    if not isinstance(record, str):
+        try:
+            record = json.dumps(record, ensure_ascii=False)
+        except (TypeError, ValueError):
+            record = repr(record)
+    if len(record) > RECORD_PREVIEW:
+        record = record[:RECORD_PREVIEW] + "…"
+    return {"source": source, "record": record, "step": step, "reason": reason}
+
+
+class CountingDoFn(beam.DoFn):
+    """A DoFn with `self.count(name)`; totals go to Beam Metrics and to the `counts` output."""
+
+    def start_bundle(self) -> None:
+        self._counts: Counter = Counter()
+
+    def count(self, name: str, n: int = 1) -> None:
+        if n:
+            self._counts[name] += n
+            beam.metrics.Metrics.counter(NAMESPACE, name).inc(n)
+
+    def reject(self, source: str, record: object, step: str, reason: str) -> beam.pvalue.TaggedOutput:
+        self.count(f"{step}.rejected")
+        return beam.pvalue.TaggedOutput(DEAD, dead_letter(source, record, step, reason))
+
+    def finish_bundle(self):
+        for name, n in sorted(self._counts.items()):
+            yield beam.pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((name, n)))
+        self._counts = Counter()

@@ -1,0 +1,219 @@
+"""Reading DocRED-format files in Beam: index each file once, then read its chunks in parallel.
+
+A JSON array cannot be split by byte offset blindly, and `Reshuffle`-ing decoded documents holds them all
+in the runner's memory. So the work is split in two (DESIGN.md, beam-runners.md §3):
+1. `IndexJsonFile` streams a whole file once (one worker per file) and emits small chunk descriptors:
+   byte range, index of the first record, and the reference RNG state at that record (so memory-write
+   examples replay the reference's mention-pair choices, see `annotators.write_examples`). Damaged JSON
+   regions become dead letters here.
+2. After a `Reshuffle` of the descriptors, `ReadDocumentChunk` re-reads each byte range, validates every
+   record into a `Document` (or a dead letter with the reason) and passes documents on.
+Nothing ever holds more than one chunk's documents.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from annotators.docred import (
+    InputFormatError,
+    InvalidDocument,
+    Record,
+    detect_format,
+    parse_document,
+    scan_json_records,
+)
+from annotators.relation_labels import property_labels
+from annotators.write_examples import advance_reference_rng, reference_rng
+from pipeline.counting import COUNTS, DEAD, CountingDoFn
+
+log = logging.getLogger("memllm")
+
+CHUNK_DOCS = 200
+CHUNK_BYTES = 4 << 20
+
+
+class InputError(ValueError):
+    """A user-facing problem with the input files (missing, unreadable, not JSON): the run stops."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    fmt: str  # "array" or "lines"
+    source: str  # dataset name written to every row (redocred, docred, docred_distant, sample)
+    split: str
+    stem: str  # file name without extension: prefix of doc ids
+
+
+def infer_split(name: str) -> str:
+    lowered = name.lower()
+    for marker, split in (("train", "train"), ("dev", "validation"), ("valid", "validation"), ("test", "test")):
+        if marker in lowered:
+            return split
+    return "train"
+
+
+def infer_source(name: str) -> str:
+    lowered = name.lower()
+    if "distant" in lowered:
+        return "docred_distant"
+    if "revised" in lowered or "redocred" in lowered:
+        return "redocred"
+    return "docred"
+
+
+def match_inputs(patterns: list[str], split: str | None, source: str | None) -> list[InputFile]:
+    """Expand paths/globs and check every file before the pipeline starts (one-line errors, no traceback)."""
+    files = []
+    for pattern in patterns:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception as e:  # noqa: BLE001 - any filesystem error is a user-facing input problem
+            raise InputError(f"{pattern}: cannot be listed ({e})") from None
+        if not matched:
+            raise InputError(f"{pattern}: no such file")
+        for meta in sorted(matched, key=lambda m: m.path):
+            path = meta.path
+            try:
+                with FileSystems.open(path, compression_type="uncompressed") as f:
+                    fmt = detect_format(f)
+            except InputFormatError as e:
+                raise InputError(f"{path}: {e}") from None
+            except OSError as e:
+                raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
+            stem = os.path.basename(path).split(".")[0]
+            files.append(InputFile(path, fmt, source or infer_source(stem), split or infer_split(stem), stem))
+    stems = [f.stem for f in files]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise InputError(f"two input files share the name {dupes[0]!r}: document ids would collide")
+    return files
+
+
+@dataclass(frozen=True)
+class Chunk:
+    file: InputFile
+    byte_start: int
+    byte_end: int
+    first_index: int
+    count: int
+    rng_state: tuple
+
+
+def _document(record: object, file: InputFile, index: int, labels):
+    return parse_document(
+        record,
+        doc_id=f"{file.stem}-{index:06d}",
+        doc_index=index,
+        source=file.source,
+        split=file.split,
+        relation_labels=labels,
+    )
+
+
+class IndexJsonFile(CountingDoFn):
+    """InputFile → Chunk descriptors (+ dead letters for damaged JSON)."""
+
+    def __init__(self, chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES, seed: int = 42):
+        self.chunk_docs = chunk_docs
+        self.chunk_bytes = chunk_bytes
+        self.seed = seed
+
+    def process(self, file: InputFile):
+        labels = property_labels()
+        rng = reference_rng(self.seed)
+        index = 0
+        chunk_start = chunk_end = None
+        chunk_first = 0
+        chunk_state = rng.getstate()
+
+        def flush():
+            return Chunk(file, chunk_start, chunk_end, chunk_first, index - chunk_first, chunk_state)
+
+        with FileSystems.open(file.path, compression_type="uncompressed") as f:
+            for rec in scan_json_records(f, file.fmt):
+                if not isinstance(rec, Record):
+                    if chunk_start is not None:
+                        yield flush()
+                        chunk_start = None
+                    self.count("input.json_errors")
+                    yield self.reject(
+                        f"{file.path}@{rec.byte_start}", rec.text, "read", f"{rec.reason} at byte {rec.byte_start}"
+                    )
+                    continue
+                if chunk_start is None:
+                    chunk_start, chunk_first, chunk_state = rec.byte_start, index, rng.getstate()
+                chunk_end = rec.byte_end
+                try:
+                    # Only to advance the stream as the reference would; the reader validates and reports.
+                    advance_reference_rng(_document(rec.value, file, index, labels), rng)
+                except InvalidDocument:
+                    pass
+                index += 1
+                if index - chunk_first >= self.chunk_docs or chunk_end - chunk_start >= self.chunk_bytes:
+                    yield flush()
+                    chunk_start = None
+        if chunk_start is not None:
+            yield flush()
+        self.count("input.records", index)
+        log.info("indexed %s: %d records", file.path, index)
+
+
+class ReadDocumentChunk(CountingDoFn):
+    """Chunk → Documents (+ dead letters for invalid records). Documents carry the reference RNG state."""
+
+    def process(self, chunk: Chunk):
+        labels = property_labels()
+        rng = random.Random()
+        rng.setstate(chunk.rng_state)
+        file = chunk.file
+        with FileSystems.open(file.path, compression_type="uncompressed") as f:
+            f.seek(chunk.byte_start)
+            records = scan_json_records(f, file.fmt, chunk.byte_start, chunk.byte_end)
+            for k, rec in enumerate(records):
+                index = chunk.first_index + k
+                try:
+                    doc = _document(rec.value, file, index, labels)
+                except (InvalidDocument, AttributeError) as e:
+                    yield self.reject(f"{file.path}#{index}", rec.value, "validate", str(e))
+                    continue
+                doc.write_rng_state = rng.getstate()
+                advance_reference_rng(doc, rng)
+                self.count("documents.valid")
+                self.count(f"documents.{doc.split}")
+                yield doc
+
+
+class ReadDocRED(beam.PTransform):
+    """InputFiles → (documents, dead letters, counts)."""
+
+    def __init__(self, files: list[InputFile], seed: int = 42, chunk_docs: int = CHUNK_DOCS):
+        super().__init__()
+        self.files = files
+        self.seed = seed
+        self.chunk_docs = chunk_docs
+
+    def expand(self, pbegin):
+        indexed = (
+            pbegin
+            | "Files" >> beam.Create(self.files)
+            | "Index" >> beam.ParDo(IndexJsonFile(self.chunk_docs, seed=self.seed)).with_outputs(COUNTS, DEAD, main="chunks")
+        )
+        read = (
+            indexed.chunks
+            | "SpreadChunks" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadDocumentChunk()).with_outputs(COUNTS, DEAD, main="documents")
+        )
+        dead = (indexed[DEAD], read[DEAD]) | "DeadLetters" >> beam.Flatten()
+        counts = (indexed[COUNTS], read[COUNTS]) | "Counts" >> beam.Flatten()
+        return read.documents, dead, counts
+
+
+__all__ = ["InputError", "InputFile", "ReadDocRED", "match_inputs", "InputFormatError"]

@@ -1,0 +1,148 @@
+"""`memllm generate`: the main job, read top to bottom.
+
+input files → documents (validated) → memory-write examples
+                                    → memory-read examples (Algorithm 1, memory joined in)
+            → Parquet shards + dead letters + stats.json, then the dataset card and a summary table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.card import render_card
+from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
+from pipeline.examples import BuildReadExamples, BuildWriteExamples
+from pipeline.sinks import WriteShards, WriteStats
+from schemas.records import DOCUMENTS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
+
+log = logging.getLogger("memllm")
+
+TABLES = ("memory_write", "memory_read", "documents", "errors")
+
+
+@dataclass
+class GenerateConfig:
+    inputs: list[str]
+    output: str
+    source: str = "docred"
+    dataset: str | None = None  # the `source` column; inferred from file names when None
+    split: str | None = None
+    memory: str = "exact"
+    evidence: str = "keep"
+    seed: int = 42
+    rows_per_shard: int = 50_000
+    write_documents: bool = False
+    beam_args: list[str] = field(default_factory=list)
+
+    def options(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "beam_args"}
+        out["beam_args"] = list(self.beam_args)
+        return out
+
+
+def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig) -> None:
+    docs, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
+
+    write_rows, write_dead, write_counts = docs | "MemoryWrite" >> BuildWriteExamples(cfg.seed)
+    read_rows, mr_dead, mr_counts = docs | "MemoryRead" >> BuildReadExamples()
+
+    written = [
+        write_rows | "WriteMemoryWrite" >> WriteShards(cfg.output, "memory_write", cfg.rows_per_shard, MEMORY_WRITE_SCHEMA),
+        read_rows | "WriteMemoryRead" >> WriteShards(cfg.output, "memory_read", cfg.rows_per_shard, MEMORY_READ_SCHEMA),
+    ]
+    if cfg.write_documents:
+        doc_rows = docs | "DocumentRows" >> beam.Map(lambda d: d.to_row())
+        written.append(doc_rows | "WriteDocuments" >> WriteShards(cfg.output, "documents", cfg.rows_per_shard, DOCUMENTS_SCHEMA))
+
+    dead = (read_dead, write_dead, mr_dead) | "AllDeadLetters" >> beam.Flatten()
+    dead_rows = dead | "ErrorSplit" >> beam.Map(_with_split, splits={f.path: f.split for f in files})
+    written.append(dead_rows | "WriteErrors" >> WriteShards(cfg.output, "errors", cfg.rows_per_shard))
+
+    counts = (read_counts, write_counts, mr_counts, *written) | "AllCounts" >> beam.Flatten()
+    _ = counts | "WriteStats" >> WriteStats(cfg.output)
+
+
+def _with_split(dead: dict, splits: dict[str, str]) -> dict:
+    path = dead["source"].rsplit("#", 1)[0].rsplit("@", 1)[0]
+    return {**dead, "split": splits.get(path, "unknown")}
+
+
+def clear_previous_output(out: str) -> None:
+    """Remove the shards of an earlier run (a rerun may use fewer shards) and its stats/card."""
+    stale = []
+    for table in TABLES:
+        for ext in ("parquet", "jsonl", "parquet.tmp", "jsonl.tmp"):
+            pattern = FileSystems.join(out, table, f"*-?????-of-?????.{ext}")
+            stale += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    for name in ("stats.json", "README.md"):
+        path = FileSystems.join(out, name)
+        if FileSystems.exists(path):
+            stale.append(path)
+    if stale:
+        FileSystems.delete(stale)
+
+
+def run(cfg: GenerateConfig, command: str | None = None) -> dict:
+    """Run the job; return the counters. Raises `InputError` for unusable input before starting."""
+    files = match_inputs(cfg.inputs, cfg.split, cfg.dataset)
+    FileSystems.mkdirs(cfg.output) if not FileSystems.exists(cfg.output) else None
+    clear_previous_output(cfg.output)
+    log.info("memllm generate: %d input file(s) → %s", len(files), cfg.output)
+    for f in files:
+        log.info("  %s (%s, %s, split %s)", f.path, f.fmt, f.source, f.split)
+
+    started = time.time()
+    options = PipelineOptions(cfg.beam_args)
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, files, cfg)
+    elapsed = time.time() - started
+
+    with FileSystems.open(FileSystems.join(cfg.output, "stats.json")) as f:
+        stats = json.loads(f.read())
+    splits = sorted({f.split for f in files})
+    tables = {
+        t: [s for s in splits if f"{t}.{s}.rows" in stats]
+        for t in ("memory_write", "memory_read", "documents")
+        if any(f"{t}.{s}.rows" in stats for s in splits)
+    }
+    card = render_card(tables, stats, command or _command_line(), cfg.options())
+    with FileSystems.create(FileSystems.join(cfg.output, "README.md")) as f:
+        f.write(card.encode("utf-8"))
+    stats["_elapsed_seconds"] = round(elapsed, 1)
+    return stats
+
+
+def _command_line() -> str:
+    return "memllm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def summary_table(stats: dict, out: str) -> str:
+    """A closing table of the run's counts."""
+    records = stats.get("input.records", 0)
+    valid = stats.get("documents.valid", 0)
+    rejected = stats.get("validate.rejected", 0)
+    rows = [
+        ("input records", records),
+        ("  valid documents", valid),
+        ("  rejected (dead letters)", rejected),
+        ("damaged JSON regions", stats.get("input.json_errors", 0)),
+        ("memory-write examples", stats.get("memory_write.examples", 0)),
+        ("  triples written", stats.get("memory_write.triples", 0)),
+        ("memory-read examples", stats.get("memory_read.examples", 0)),
+        ("dead letters written", sum(v for k, v in stats.items() if k.startswith("errors.") and k.endswith(".rows"))),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{name.ljust(width)}  {value:>10,}" for name, value in rows]
+    check = "ok" if records == valid + rejected else "MISMATCH"
+    lines.append(f"{'records in = valid + rejected'.ljust(width)}  {check:>10}")
+    lines.append(f"output: {out}  ({stats.get('_elapsed_seconds', 0)} s)")
+    return "\n".join(lines)
