@@ -78,10 +78,10 @@ docs = [
         [("LOC", [(0, "Kessland")]), ("LOC", [(0, "Europe")]), ("LOC", [(1, "Port Amsel")])],
         [(0, 1, "P30", [0]), (0, 2, "P36", [1]), (2, 0, "P17", [1])]),
     doc("Tova Lind",
-        ["Tova Lind released Glass Harbor in 2015 and Night Ferry in 2017 ."],
-        [("PER", [(0, "Tova Lind")]), ("MISC", [(0, "Glass Harbor")]), ("TIME", [(0, "2015")]),
-         ("MISC", [(0, "Night Ferry")]), ("TIME", [(0, "2017")])],
-        [(1, 0, "P175", [0]), (3, 0, "P175", [0]), (1, 2, "P577", [0]), (3, 4, "P577", [0])]),
+        ["Tova Lind released the albums Glass Harbor and Night Ferry .", "Night Ferry came out in 2017 ."],
+        [("PER", [(0, "Tova Lind")]), ("MISC", [(0, "Glass Harbor")]), ("MISC", [(0, "Night Ferry"), (1, "Night Ferry")]),
+         ("TIME", [(1, "2017")])],
+        [(1, 0, "P175", [0]), (2, 0, "P175", [0]), (2, 3, "P577", [1])]),
 ]
 
 out = Path(__file__).with_name("sample_docred.json")

@@ -1,0 +1,102 @@
+"""Streaming DocRED reader and validation: hand-made files and records with known defects."""
+
+import io
+import json
+
+import pytest
+
+import annotators.docred as docred
+from annotators.docred import InputFormatError, InvalidDocument, Record, RecordError, parse_document, scan_json_records
+
+GOOD = {
+    "title": "T",
+    "sents": [["Ada", "met", "Bo", "."], ["She", "left", "."]],
+    "vertexSet": [[{"name": "Ada", "sent_id": 0, "pos": [0, 1], "type": "PER"}],
+                  [{"name": "Bo", "sent_id": 0, "pos": [2, 3], "type": "PER"}]],
+    "labels": [{"h": 0, "t": 1, "r": "P26", "evidence": [0]}],
+}
+
+
+def scan(text: str, **kw):
+    return list(scan_json_records(io.BytesIO(text.encode("utf-8")), **kw))
+
+
+@pytest.mark.parametrize("read_size", [1, 2, 3, 7, 64, 1 << 20])
+def test_array_scan_matches_json_load_at_any_buffer_size(monkeypatch, read_size):
+    monkeypatch.setattr(docred, "READ_SIZE", read_size)
+    values = [GOOD, {"x": 1.5e10, "s": "ünï {[\"]}"}, 12345678, [], {"n": -0.000125}]
+    text = " [\n" + " ,\n ".join(json.dumps(v, ensure_ascii=False) for v in values) + "\n] "
+    records = scan(text)
+    assert [r.value for r in records] == values
+    raw = text.encode("utf-8")
+    for r in records:  # byte ranges slice out exactly each record
+        assert json.loads(raw[r.byte_start:r.byte_end]) == r.value
+
+
+def test_byte_range_rescan_reads_the_same_records():
+    text = json.dumps([GOOD, {"a": "é" * 10}, GOOD, {"b": 2}], ensure_ascii=False)
+    raw = text.encode("utf-8")
+    records = scan(text)
+    start, end = records[1].byte_start, records[2].byte_end
+    f = io.BytesIO(raw)
+    f.seek(start)
+    again = list(scan_json_records(f, "array", start, end))
+    assert [r.value for r in again] == [records[1].value, records[2].value]
+
+
+def test_json_lines():
+    text = json.dumps(GOOD) + "\n\n" + json.dumps({"b": 1}) + "\n"
+    assert [r.value for r in scan(text)] == [GOOD, {"b": 1}]
+
+
+def test_damaged_record_is_one_error_and_the_rest_is_kept():
+    broken = json.dumps(GOOD)[:-30] + "}"  # a truncated document
+    text = "[" + ",".join([json.dumps(GOOD), broken, json.dumps(GOOD), json.dumps(GOOD)]) + "]"
+    out = scan(text)
+    assert [type(r) for r in out] == [Record, RecordError, Record, Record]
+    assert "invalid JSON" in out[1].reason
+
+
+@pytest.mark.parametrize("text,message", [("", "empty"), ("  hello", "not a JSON array"), ("3", "not a JSON")])
+def test_files_that_are_not_docred_json(text, message):
+    with pytest.raises(InputFormatError, match=message):
+        scan(text)
+
+
+def parse(record):
+    from annotators.relation_labels import property_labels
+
+    return parse_document(record, doc_id="d", doc_index=0, source="docred", split="train",
+                          relation_labels=property_labels())
+
+
+def test_valid_document_keeps_types_positions_and_evidence():
+    doc = parse(GOOD)
+    assert [e.type for e in doc.entities] == ["PER", "PER"]
+    assert (doc.entities[1].mentions[0].sent_id, doc.entities[1].mentions[0].start) == (0, 2)
+    assert doc.relations[0].evidence == [0]
+
+
+def with_(path, value):
+    doc = json.loads(json.dumps(GOOD))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("record,reason", [
+    ([1, 2], "must be a JSON object"),
+    ({k: v for k, v in GOOD.items() if k != "labels"}, r"missing field\(s\) labels"),
+    (with_(["sents"], []), "non-empty list"),
+    (with_(["vertexSet", 1], []), r"vertexSet\[1\] has no mention"),
+    (with_(["vertexSet", 0, 0, "sent_id"], 5), r"sent_id = 5 is out of range \(document has 2 sentences\)"),
+    (with_(["vertexSet", 0, 0, "pos"], [3, 9]), r"pos = \[3, 9\] is out of range"),
+    (with_(["labels", 0, "h"], 7), r"labels\[0\].h = 7 is out of range \(document has 2 entities\)"),
+    (with_(["labels", 0, "evidence"], [4]), r"evidence contains 4, out of range"),
+    (with_(["labels", 0, "r"], "P99999999"), "'P99999999' is not a known Wikidata property"),
+])
+def test_invalid_documents_are_rejected_with_the_reason(record, reason):
+    with pytest.raises(InvalidDocument, match=reason):
+        parse(record)

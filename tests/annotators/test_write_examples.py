@@ -1,0 +1,96 @@
+"""Memory-write examples: hand-checked rules on the shipped sample, and the reference's golden output."""
+
+import random
+from collections import defaultdict
+
+from annotators.write_examples import advance_reference_rng, build_write_examples
+from tests.conftest import read_json_lines, reference_write_examples, shared_file
+
+
+def by_doc(examples):
+    out = defaultdict(dict)
+    for ex in examples:
+        out[ex.doc.doc_index][ex.sent_id] = ex
+    return out
+
+
+def test_one_example_per_sentence_with_pretext_and_focus(sample_docs, labels):
+    doc = sample_docs[0]
+    exs = build_write_examples(doc, labels)
+    assert [e.sent_id for e in exs] == [0, 1, 2]
+    assert exs[0].pretext == ""
+    assert exs[2].pretext == "Lumen Vale is a 2019 novel by Carla Fenwick . Fenwick was born in Dunmore , Ireland ."
+    assert exs[1].focus == "Fenwick was born in Dunmore , Ireland ."
+
+
+def test_method_doc_worked_example_relations_and_order(sample_docs, labels):
+    # §3.1: at S1 the three evidence-S1 relations, ordered by the in-focus mention (Fenwick@0 or Dunmore@4
+    # for place of birth: the later is Dunmore@4; Dunmore→Ireland: Ireland@6; citizenship: Ireland@6).
+    # The two at Ireland@6 tie and sort by name: "Carla Fenwick" < "Dunmore" < "Fenwick".
+    for seed in range(20):
+        ex = build_write_examples(sample_docs[0], labels, seed=seed)[1]
+        citizenship = next(t for t in ex.triples if t.relation == "country of citizenship")
+        expected = ["place of birth", "country of citizenship", "country"] if citizenship.head == "Carla Fenwick" \
+            else ["place of birth", "country", "country of citizenship"]
+        assert [t.relation for t in ex.triples] == expected
+        assert ex.triples[0].tail == "Dunmore"
+
+
+def test_pronoun_only_evidence_is_never_written(sample_docs, labels):
+    doc = sample_docs[1]  # "She has lived there since 2001 ." is the only evidence of (Marta Quell, residence, Santiago)
+    exs = build_write_examples(doc, labels)
+    written = {t.label_index for ex in exs for t in ex.triples}
+    assert 1 not in written and 0 in written
+
+
+def test_empty_evidence_is_written_at_every_eligible_sentence(sample_docs, labels):
+    doc = sample_docs[2]  # (Orin River, country, Kessland) has no evidence; Orin (alias) is in S1
+    exs = build_write_examples(doc, labels)
+    at = {ex.sent_id: [(t.head, t.tail) for t in ex.triples if t.label_index == 0] for ex in exs}
+    assert at == {0: [("Orin River", "Kessland")], 1: [("Orin", "Kessland")]}
+
+
+def test_triples_carry_entities_property_and_label_index(sample_docs, labels):
+    for doc in sample_docs:
+        for ex in build_write_examples(doc, labels):
+            for t in ex.triples:
+                rel = doc.relations[t.label_index]
+                assert (t.head_entity, t.tail_entity, t.relation_id) == (rel.h, rel.t, rel.r)
+                assert t.relation == labels[rel.r]
+                assert t.head in {m.name for m in doc.entities[rel.h].mentions}
+                assert t.tail in {m.name for m in doc.entities[rel.t].mentions}
+
+
+def test_per_example_seed_is_stable_and_order_independent(sample_docs, labels):
+    a = [build_write_examples(d, labels) for d in sample_docs]
+    b = [build_write_examples(d, labels) for d in reversed(sample_docs)][::-1]
+    assert [[e.to_row() for e in x] for x in a] == [[e.to_row() for e in x] for x in b]
+
+
+def test_advance_consumes_exactly_what_building_consumes(sample_docs, labels):
+    built, skipped = random.Random(42), random.Random(42)
+    for d in sample_docs:
+        build_write_examples(d, labels, rng=built)
+        advance_reference_rng(d, skipped)
+    assert built.getstate() == skipped.getstate()
+
+
+def test_golden_reference_reproduced_exactly(dev_docs, labels):
+    """Same labels at the same sentence for 100% of sentences; with the reference stream, the same names too."""
+    gold = read_json_lines(shared_file("golden", "memwrite_dev_reference.jsonl"))
+    ours = reference_write_examples(dev_docs, labels)
+    assert len(ours) == len(gold)
+    for g, ex in zip(gold, ours):
+        assert (g["doc_idx"], g["sent_id"]) == (ex.doc.doc_index, ex.sent_id)
+        assert sorted(g["rel_idxes"]) == sorted(t.label_index for t in ex.triples)
+        assert [tuple(r) for r in g["relations"]] == [t.names for t in ex.triples]
+        assert g["pretext"] == ex.pretext and g["index"] == ex.focus
+
+
+def test_golden_selection_with_per_example_seed(dev_docs, labels):
+    """Without the reference stream the names differ and, where entities share a mention name, a few
+    sentences differ in what they can write; every triple still uses mention names of its own entities."""
+    gold = read_json_lines(shared_file("golden", "memwrite_dev_reference.jsonl"))
+    ours = [ex for d in dev_docs for ex in build_write_examples(d, labels)]
+    same = sum(sorted(g["rel_idxes"]) == sorted(t.label_index for t in ex.triples) for g, ex in zip(gold, ours))
+    assert same / len(gold) >= 0.998
