@@ -121,7 +121,7 @@ def detect_format(stream: IO[bytes]) -> str:
         return "lines"
     if not first:
         raise InputFormatError("the file is empty")
-    raise InputFormatError(f"not a JSON array or JSON lines (starts with {buf.text[pos:pos + 20]!r})")
+    raise InputFormatError(f"not a JSON array or JSON lines (starts with {buf.text[pos : pos + 20]!r})")
 
 
 def scan_json_records(
@@ -291,9 +291,7 @@ def parse_document(
         t = _int(label.get("t"), f"{where}.t")
         for side, idx in (("h", h), ("t", t)):
             if not 0 <= idx < len(entities):
-                raise InvalidDocument(
-                    f"{where}.{side} = {idx} is out of range (document has {len(entities)} entities)"
-                )
+                raise InvalidDocument(f"{where}.{side} = {idx} is out of range (document has {len(entities)} entities)")
         r = label.get("r")
         if not isinstance(r, str) or r not in relation_labels:
             raise InvalidDocument(f"{where}.r = {r!r} is not a known Wikidata property")

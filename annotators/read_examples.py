@@ -36,13 +36,34 @@ EMPTY_RESULT_PRIORITY = 5
 # "head" = (?, r, X) finds a subject, "tail" = (X, r, ?) finds an object. The last "tail" entry never
 # matches: the Wikidata label is "contains administrative territorial entities" (plural); kept as is.
 SKIP_QUERIES = frozenset(
-    [("head", r) for r in (
-        "country of citizenship", "country", "country of origin", "religion", "place of birth",
-        "place of death", "work location", "location of formation", "location", "basin country",
-        "residence", "publication date", "production company", "original language of work",
-        "applies to jurisdiction", "platform", "located in the administrative territorial entity",
-        "headquarters location", "inception", "employer", "date of birth", "date of death", "educated at",
-    )]
+    [
+        ("head", r)
+        for r in (
+            "country of citizenship",
+            "country",
+            "country of origin",
+            "religion",
+            "place of birth",
+            "place of death",
+            "work location",
+            "location of formation",
+            "location",
+            "basin country",
+            "residence",
+            "publication date",
+            "production company",
+            "original language of work",
+            "applies to jurisdiction",
+            "platform",
+            "located in the administrative territorial entity",
+            "headquarters location",
+            "inception",
+            "employer",
+            "date of birth",
+            "date of death",
+            "educated at",
+        )
+    ]
     + [("tail", "continent"), ("tail", "contains administrative territorial entity")]
 )
 

@@ -59,20 +59,42 @@ def add_generate_parser(sub) -> None:
         description="Make memory-write and memory-read training examples. Options not listed here are "
         "Beam pipeline options (--runner, --direct_running_mode, --direct_num_workers, Dataflow/Flink/Spark).",
     )
-    g.add_argument("--source", choices=["docred", "wikipedia"], default="docred",
-                   help="input kind: DocRED-format JSON (DocRED, Re-DocRED, DocRED distant) or Wikipedia Parquet")
-    g.add_argument("--input", nargs="+", action="extend", dest="inputs", metavar="PATH_OR_GLOB",
-                   help="input files (JSON array or JSON lines); default: the shipped sample")
+    g.add_argument(
+        "--source",
+        choices=["docred", "wikipedia"],
+        default="docred",
+        help="input kind: DocRED-format JSON (DocRED, Re-DocRED, DocRED distant) or Wikipedia Parquet",
+    )
+    g.add_argument(
+        "--input",
+        nargs="+",
+        action="extend",
+        dest="inputs",
+        metavar="PATH_OR_GLOB",
+        help="input files (JSON array or JSON lines); default: the shipped sample",
+    )
     g.add_argument("--output", default=None, help=f"output directory (default ./{DEFAULT_OUTPUT})")
-    g.add_argument("--split", default=None,
-                   help="split name for every input (default: from each file name: train/validation/test)")
-    g.add_argument("--dataset", default=None,
-                   help="value of the `source` column (default: from file names: redocred, docred, docred_distant)")
+    g.add_argument(
+        "--split", default=None, help="split name for every input (default: from each file name: train/validation/test)"
+    )
+    g.add_argument(
+        "--dataset",
+        default=None,
+        help="value of the `source` column (default: from file names: redocred, docred, docred_distant)",
+    )
     g.add_argument("--kb", default=None, help="knowledge base (Wikipedia path)")
-    g.add_argument("--memory", choices=["exact", "embedding"], default="exact",
-                   help="memory answering Algorithm 1's queries (exact: gold triples, exact strings)")
-    g.add_argument("--evidence", choices=["keep", "heuristic", "llm"], default="keep",
-                   help="evidence for relations without any (keep: as the reference)")
+    g.add_argument(
+        "--memory",
+        choices=["exact", "embedding"],
+        default="exact",
+        help="memory answering Algorithm 1's queries (exact: gold triples, exact strings)",
+    )
+    g.add_argument(
+        "--evidence",
+        choices=["keep", "heuristic", "llm"],
+        default="keep",
+        help="evidence for relations without any (keep: as the reference)",
+    )
     g.add_argument("--seed", type=int, default=42, help="seed of the mention-pair choice (reference: 42)")
     g.add_argument("--rows_per_shard", type=int, default=50_000, help="rows per Parquet shard")
     g.add_argument("--write_documents", action="store_true", help="also write the validated documents/ table")

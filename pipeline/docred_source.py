@@ -204,7 +204,8 @@ class ReadDocRED(beam.PTransform):
         indexed = (
             pbegin
             | "Files" >> beam.Create(self.files)
-            | "Index" >> beam.ParDo(IndexJsonFile(self.chunk_docs, seed=self.seed)).with_outputs(COUNTS, DEAD, main="chunks")
+            | "Index"
+            >> beam.ParDo(IndexJsonFile(self.chunk_docs, seed=self.seed)).with_outputs(COUNTS, DEAD, main="chunks")
         )
         read = (
             indexed.chunks

@@ -56,12 +56,15 @@ def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig
     read_rows, mr_dead, mr_counts = docs | "MemoryRead" >> BuildReadExamples()
 
     written = [
-        write_rows | "WriteMemoryWrite" >> WriteShards(cfg.output, "memory_write", cfg.rows_per_shard, MEMORY_WRITE_SCHEMA),
+        write_rows
+        | "WriteMemoryWrite" >> WriteShards(cfg.output, "memory_write", cfg.rows_per_shard, MEMORY_WRITE_SCHEMA),
         read_rows | "WriteMemoryRead" >> WriteShards(cfg.output, "memory_read", cfg.rows_per_shard, MEMORY_READ_SCHEMA),
     ]
     if cfg.write_documents:
         doc_rows = docs | "DocumentRows" >> beam.Map(lambda d: d.to_row())
-        written.append(doc_rows | "WriteDocuments" >> WriteShards(cfg.output, "documents", cfg.rows_per_shard, DOCUMENTS_SCHEMA))
+        written.append(
+            doc_rows | "WriteDocuments" >> WriteShards(cfg.output, "documents", cfg.rows_per_shard, DOCUMENTS_SCHEMA)
+        )
 
     dead = (read_dead, write_dead, mr_dead) | "AllDeadLetters" >> beam.Flatten()
     dead_rows = dead | "ErrorSplit" >> beam.Map(_with_split, splits={f.path: f.split for f in files})

@@ -44,7 +44,10 @@ def write_parquet_file(path: str, rows: list[dict], schema: pa.Schema) -> None:
     _write_atomically(
         path,
         lambda f: pq.write_table(
-            table, f, compression=PARQUET_COMPRESSION, row_group_size=ROW_GROUP_SIZE,
+            table,
+            f,
+            compression=PARQUET_COMPRESSION,
+            row_group_size=ROW_GROUP_SIZE,
             use_compliant_nested_type=True,
         ),
     )
@@ -75,7 +78,9 @@ class WriteShards(beam.PTransform):
         return json.dumps(row, ensure_ascii=False, sort_keys=True)
 
     def expand(self, rows):
-        per_split = rows | "CountPerSplit" >> beam.Map(lambda r: (r["split"], 1)) | "SumPerSplit" >> beam.CombinePerKey(sum)
+        per_split = (
+            rows | "CountPerSplit" >> beam.Map(lambda r: (r["split"], 1)) | "SumPerSplit" >> beam.CombinePerKey(sum)
+        )
         totals = beam.pvalue.AsDict(
             per_split | "ShardsPerSplit" >> beam.MapTuple(lambda s, n: (s, max(1, math.ceil(n / self.rows_per_shard))))
         )
@@ -83,11 +88,8 @@ class WriteShards(beam.PTransform):
             lambda r, totals: ((r["split"], _shard_of(self._key(r), totals[r["split"]])), r), totals=totals
         )
         # One empty marker per shard, so a shard that no row hashes to is still written.
-        markers = (
-            per_split
-            | "ShardMarkers" >> beam.FlatMap(
-                lambda kv, totals: [((kv[0], i), None) for i in range(totals[kv[0]])], totals=totals
-            )
+        markers = per_split | "ShardMarkers" >> beam.FlatMap(
+            lambda kv, totals: [((kv[0], i), None) for i in range(totals[kv[0]])], totals=totals
         )
         return (
             (keyed, markers)

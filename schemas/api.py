@@ -104,7 +104,7 @@ def parse_write_call(text: str, strict: bool = False) -> list[tuple[str, str, st
     at = text.rfind(MEM_WRITE)
     if at < 0:
         raise APIParseError(f"no {MEM_WRITE!r} in {text[:80]!r}")
-    body = text[at + len(MEM_WRITE):]
+    body = text[at + len(MEM_WRITE) :]
     end = body.find(END)
     if end < 0:
         if strict:
@@ -150,12 +150,12 @@ def parse_read_call(text: str) -> tuple[list[Query], list[str]]:
     at = text.rfind(MEM_READ)
     if at < 0:
         raise APIParseError(f"no {MEM_READ!r} in {text[:80]!r}")
-    body = text[at + len(MEM_READ):]
+    body = text[at + len(MEM_READ) :]
     q_end = body.find(MEM_READ_QUERY_END)
     if q_end < 0:
         raise APIParseError(f"read call has no {MEM_READ_QUERY_END!r}")
     queries = [parse_query(q) for q in body[:q_end].split(ITEM_SEP)]
-    rest = body[q_end + len(MEM_READ_QUERY_END):]
+    rest = body[q_end + len(MEM_READ_QUERY_END) :]
     r_end = rest.find(END)
     if r_end < 0:
         raise APIParseError(f"read call not closed by {END!r}")

@@ -63,8 +63,7 @@ class Document:
                     "kb_id": e.kb_id,
                     "type": e.type,
                     "mentions": [
-                        {"name": m.name, "sent_id": m.sent_id, "start": m.start, "end": m.end}
-                        for m in e.mentions
+                        {"name": m.name, "sent_id": m.sent_id, "start": m.start, "end": m.end} for m in e.mentions
                     ],
                 }
                 for e in self.entities
@@ -83,8 +82,7 @@ class Document:
             title=row["title"],
             sents=[list(s) for s in row["sents"]],
             entities=[
-                Entity([Mention(**m) for m in e["mentions"]], e.get("type"), e.get("kb_id"))
-                for e in row["entities"]
+                Entity([Mention(**m) for m in e["mentions"]], e.get("type"), e.get("kb_id")) for e in row["entities"]
             ],
             relations=[Relation(r["h"], r["t"], r["r"], list(r["evidence"])) for r in row["relations"]],
         )

@@ -67,13 +67,9 @@ MEMORY_READ_SCHEMA = pa.schema(
     ]
 )
 
-MENTION = pa.struct(
-    [("name", pa.string()), ("sent_id", pa.int32()), ("start", pa.int32()), ("end", pa.int32())]
-)
+MENTION = pa.struct([("name", pa.string()), ("sent_id", pa.int32()), ("start", pa.int32()), ("end", pa.int32())])
 ENTITY = pa.struct([("kb_id", pa.string()), ("type", pa.string()), ("mentions", pa.list_(MENTION))])
-RELATION = pa.struct(
-    [("h", pa.int32()), ("t", pa.int32()), ("r", pa.string()), ("evidence", pa.list_(pa.int32()))]
-)
+RELATION = pa.struct([("h", pa.int32()), ("t", pa.int32()), ("r", pa.string()), ("evidence", pa.list_(pa.int32()))])
 
 DOCUMENTS_SCHEMA = pa.schema(
     COMMON_FIELDS

@@ -42,8 +42,14 @@ def load_documents(path: Path, labels, split: str = "validation", source: str = 
 
     with open(path, "rb") as f:
         return [
-            parse_document(rec.value, doc_id=f"{path.stem}-{i:06d}", doc_index=i, source=source, split=split,
-                           relation_labels=labels)
+            parse_document(
+                rec.value,
+                doc_id=f"{path.stem}-{i:06d}",
+                doc_index=i,
+                source=source,
+                split=split,
+                relation_labels=labels,
+            )
             for i, rec in enumerate(scan_json_records(f))
         ]
 

@@ -11,8 +11,10 @@ from annotators.docred import InputFormatError, InvalidDocument, Record, RecordE
 GOOD = {
     "title": "T",
     "sents": [["Ada", "met", "Bo", "."], ["She", "left", "."]],
-    "vertexSet": [[{"name": "Ada", "sent_id": 0, "pos": [0, 1], "type": "PER"}],
-                  [{"name": "Bo", "sent_id": 0, "pos": [2, 3], "type": "PER"}]],
+    "vertexSet": [
+        [{"name": "Ada", "sent_id": 0, "pos": [0, 1], "type": "PER"}],
+        [{"name": "Bo", "sent_id": 0, "pos": [2, 3], "type": "PER"}],
+    ],
     "labels": [{"h": 0, "t": 1, "r": "P26", "evidence": [0]}],
 }
 
@@ -24,13 +26,13 @@ def scan(text: str, **kw):
 @pytest.mark.parametrize("read_size", [1, 2, 3, 7, 64, 1 << 20])
 def test_array_scan_matches_json_load_at_any_buffer_size(monkeypatch, read_size):
     monkeypatch.setattr(docred, "READ_SIZE", read_size)
-    values = [GOOD, {"x": 1.5e10, "s": "ünï {[\"]}"}, 12345678, [], {"n": -0.000125}]
+    values = [GOOD, {"x": 1.5e10, "s": 'ünï {["]}'}, 12345678, [], {"n": -0.000125}]
     text = " [\n" + " ,\n ".join(json.dumps(v, ensure_ascii=False) for v in values) + "\n] "
     records = scan(text)
     assert [r.value for r in records] == values
     raw = text.encode("utf-8")
     for r in records:  # byte ranges slice out exactly each record
-        assert json.loads(raw[r.byte_start:r.byte_end]) == r.value
+        assert json.loads(raw[r.byte_start : r.byte_end]) == r.value
 
 
 def test_byte_range_rescan_reads_the_same_records():
@@ -66,8 +68,9 @@ def test_files_that_are_not_docred_json(text, message):
 def parse(record):
     from annotators.relation_labels import property_labels
 
-    return parse_document(record, doc_id="d", doc_index=0, source="docred", split="train",
-                          relation_labels=property_labels())
+    return parse_document(
+        record, doc_id="d", doc_index=0, source="docred", split="train", relation_labels=property_labels()
+    )
 
 
 def test_valid_document_keeps_types_positions_and_evidence():
@@ -86,17 +89,20 @@ def with_(path, value):
     return doc
 
 
-@pytest.mark.parametrize("record,reason", [
-    ([1, 2], "must be a JSON object"),
-    ({k: v for k, v in GOOD.items() if k != "labels"}, r"missing field\(s\) labels"),
-    (with_(["sents"], []), "non-empty list"),
-    (with_(["vertexSet", 1], []), r"vertexSet\[1\] has no mention"),
-    (with_(["vertexSet", 0, 0, "sent_id"], 5), r"sent_id = 5 is out of range \(document has 2 sentences\)"),
-    (with_(["vertexSet", 0, 0, "pos"], [3, 9]), r"pos = \[3, 9\] is out of range"),
-    (with_(["labels", 0, "h"], 7), r"labels\[0\].h = 7 is out of range \(document has 2 entities\)"),
-    (with_(["labels", 0, "evidence"], [4]), r"evidence contains 4, out of range"),
-    (with_(["labels", 0, "r"], "P99999999"), "'P99999999' is not a known Wikidata property"),
-])
+@pytest.mark.parametrize(
+    "record,reason",
+    [
+        ([1, 2], "must be a JSON object"),
+        ({k: v for k, v in GOOD.items() if k != "labels"}, r"missing field\(s\) labels"),
+        (with_(["sents"], []), "non-empty list"),
+        (with_(["vertexSet", 1], []), r"vertexSet\[1\] has no mention"),
+        (with_(["vertexSet", 0, 0, "sent_id"], 5), r"sent_id = 5 is out of range \(document has 2 sentences\)"),
+        (with_(["vertexSet", 0, 0, "pos"], [3, 9]), r"pos = \[3, 9\] is out of range"),
+        (with_(["labels", 0, "h"], 7), r"labels\[0\].h = 7 is out of range \(document has 2 entities\)"),
+        (with_(["labels", 0, "evidence"], [4]), r"evidence contains 4, out of range"),
+        (with_(["labels", 0, "r"], "P99999999"), "'P99999999' is not a known Wikidata property"),
+    ],
+)
 def test_invalid_documents_are_rejected_with_the_reason(record, reason):
     with pytest.raises(InvalidDocument, match=reason):
         parse(record)

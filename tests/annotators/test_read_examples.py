@@ -88,14 +88,24 @@ def test_golden_reference_reproduced(dev_docs, labels):
         return json.dumps([doc_index, pre_text, preapi_text, queries, [sorted(r) for r in results], continuation, eot])
 
     ref = collections.Counter(
-        key(g["data_idx"], g["pre_text"], g["preapi_text"], g["queries"], g["query_result"], g["continuation"], g["eot"])
+        key(
+            g["data_idx"], g["pre_text"], g["preapi_text"], g["queries"], g["query_result"], g["continuation"], g["eot"]
+        )
         for g in gold
     )
     memory = gold_memory(dev_docs, labels)
     ours = collections.Counter(
-        key(e.doc.doc_index, e.pre_text, e.preapi_text, [[q.subject, q.relation, q.object] for q in e.queries],
-            e.query_results, e.continuation, e.eot)
-        for d in dev_docs for e in build_read_examples(d, memory, labels)
+        key(
+            e.doc.doc_index,
+            e.pre_text,
+            e.preapi_text,
+            [[q.subject, q.relation, q.object] for q in e.queries],
+            e.query_results,
+            e.continuation,
+            e.eot,
+        )
+        for d in dev_docs
+        for e in build_read_examples(d, memory, labels)
     )
     identical = sum((ref & ours).values())
     extra = sum((ours - ref).values())

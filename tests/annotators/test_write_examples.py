@@ -30,14 +30,19 @@ def test_method_doc_worked_example_relations_and_order(sample_docs, labels):
     for seed in range(20):
         ex = build_write_examples(sample_docs[0], labels, seed=seed)[1]
         citizenship = next(t for t in ex.triples if t.relation == "country of citizenship")
-        expected = ["place of birth", "country of citizenship", "country"] if citizenship.head == "Carla Fenwick" \
+        expected = (
+            ["place of birth", "country of citizenship", "country"]
+            if citizenship.head == "Carla Fenwick"
             else ["place of birth", "country", "country of citizenship"]
+        )
         assert [t.relation for t in ex.triples] == expected
         assert ex.triples[0].tail == "Dunmore"
 
 
 def test_pronoun_only_evidence_is_never_written(sample_docs, labels):
-    doc = sample_docs[1]  # "She has lived there since 2001 ." is the only evidence of (Marta Quell, residence, Santiago)
+    doc = sample_docs[
+        1
+    ]  # "She has lived there since 2001 ." is the only evidence of (Marta Quell, residence, Santiago)
     exs = build_write_examples(doc, labels)
     written = {t.label_index for ex in exs for t in ex.triples}
     assert 1 not in written and 0 in written

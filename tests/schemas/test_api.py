@@ -7,10 +7,14 @@ from schemas.api import APIParseError, Query
 
 
 def test_write_call_matches_method_doc_example():
-    triples = [("Fenwick", "place of birth", "Dunmore"), ("Carla Fenwick", "country of citizenship", "Ireland"),
-               ("Dunmore", "country", "Ireland")]
-    text = api.render_write_context("Lumen Vale is a 2019 novel by Carla Fenwick .",
-                                    "Fenwick was born in Dunmore , Ireland .") + api.render_write_call(triples)
+    triples = [
+        ("Fenwick", "place of birth", "Dunmore"),
+        ("Carla Fenwick", "country of citizenship", "Ireland"),
+        ("Dunmore", "country", "Ireland"),
+    ]
+    text = api.render_write_context(
+        "Lumen Vale is a 2019 novel by Carla Fenwick .", "Fenwick was born in Dunmore , Ireland ."
+    ) + api.render_write_call(triples)
     assert text == (
         "Lumen Vale is a 2019 novel by Carla Fenwick .({USER_ST})Fenwick was born in Dunmore , Ireland .({USER_END})"
         "({MEM_WRITE-->Fenwick>>place of birth>>Dunmore;Carla Fenwick>>country of citizenship>>Ireland;"
@@ -25,18 +29,25 @@ def test_empty_write_call():
 
 
 def test_read_call_matches_method_doc_example():
-    queries = [Query(None, "contains administrative territorial entities", "Dunmore"),
-               Query("Carla Fenwick", "country of citizenship", None)]
+    queries = [
+        Query(None, "contains administrative territorial entities", "Dunmore"),
+        Query("Carla Fenwick", "country of citizenship", None),
+    ]
     text = api.render_read_call(queries) + api.render_read_results([["Ireland"], ["Ireland"]]) + api.END
-    assert text == ("({MEM_READ(>>contains administrative territorial entities>>Dunmore;"
-                    "Carla Fenwick>>country of citizenship>>)-->Ireland})")
+    assert text == (
+        "({MEM_READ(>>contains administrative territorial entities>>Dunmore;"
+        "Carla Fenwick>>country of citizenship>>)-->Ireland})"
+    )
     assert api.parse_read_call("prefix " + text + "Ireland .") == (queries, ["Ireland"])
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Lumen Vale>>author>>", Query("Lumen Vale", "author", None)),
-    (">>author>>Carla Fenwick", Query(None, "author", "Carla Fenwick")),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Lumen Vale>>author>>", Query("Lumen Vale", "author", None)),
+        (">>author>>Carla Fenwick", Query(None, "author", "Carla Fenwick")),
+    ],
+)
 def test_query_round_trip(text, expected):
     assert api.parse_query(text) == expected
     assert expected.render() == text
