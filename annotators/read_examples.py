@@ -80,12 +80,15 @@ class Source:
     relation: str
     target_type: str  # HEAD: the target is the relation's head, so the query is (?, r, source)
     start: int  # global token offset of the source mention (updated when a repeat collapses)
+    query: Query = field(init=False)
+    skipped: bool = field(init=False)
 
-    @property
-    def query(self) -> Query:
+    def __post_init__(self) -> None:
         if self.target_type == TAIL:
-            return Query(self.name, self.relation, None)
-        return Query(None, self.relation, self.name)
+            self.query = Query(self.name, self.relation, None)
+        else:
+            self.query = Query(None, self.relation, self.name)
+        self.skipped = is_skipped(self.query)
 
 
 @dataclass(slots=True)
@@ -110,9 +113,8 @@ class ReadPlan:
         for g in self.groups:
             if not g.in_pretext:
                 for s in g.sources:
-                    q = s.query
-                    if not is_skipped(q):
-                        out.setdefault(q, None)
+                    if not s.skipped:
+                        out.setdefault(s.query, None)
         return list(out)
 
 
@@ -181,6 +183,14 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
     return ReadPlan(doc, groups)
 
 
+def _top_query(ranked: list[tuple[int, Query]]) -> str | None:
+    """The top-priority query as the reference sorts them: by priority, ties by the query's JSON text."""
+    if not ranked:
+        return None
+    best = min(p for p, _ in ranked)
+    return min(json.dumps([q.subject, q.relation, q.object]) for p, q in ranked if p == best)
+
+
 def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[ReadExample]:
     """Steps 7-9 of Algorithm 1, given every needed query's result (sorted distinct names)."""
     doc = plan.doc
@@ -191,16 +201,14 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
         inc, ranked = [], []
         if not g.in_pretext:
             for h, src in enumerate(g.sources):
-                q = src.query
-                if is_skipped(q):
+                if src.skipped:
                     continue
-                res = results[q]
+                res = results[src.query]
                 if len(res) <= Q_THR:
                     inc.append(h)
-                    priority = len(res) if res else EMPTY_RESULT_PRIORITY
-                    ranked.append((priority, json.dumps([q.subject, q.relation, q.object])))
+                    ranked.append((len(res) if res else EMPTY_RESULT_PRIORITY, src.query))
         included.append(inc)
-        top_query.append(min(ranked)[1] if ranked else None)
+        top_query.append(_top_query(ranked))
 
     # Step 8: read points, de-duplicated by an identical top-priority query.
     kept: list[int] = []

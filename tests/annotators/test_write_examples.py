@@ -99,3 +99,15 @@ def test_golden_selection_with_per_example_seed(dev_docs, labels):
     ours = [ex for d in dev_docs for ex in build_write_examples(d, labels)]
     same = sum(sorted(g["rel_idxes"]) == sorted(t.label_index for t in ex.triples) for g, ex in zip(gold, ours))
     assert same / len(gold) >= 0.998
+
+
+def test_inlined_shuffle_draws_exactly_like_random_shuffle():
+    from annotators.write_examples import consume_shuffle, shuffled_indices
+
+    for n in list(range(0, 40)) + [97, 128, 1000]:
+        a, b, c = random.Random(n), random.Random(n), random.Random(n)
+        expected = list(range(n))
+        a.shuffle(expected)
+        assert shuffled_indices(b, n) == expected
+        consume_shuffle(c, n)
+        assert a.getstate() == b.getstate() == c.getstate()
