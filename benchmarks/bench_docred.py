@@ -1,0 +1,194 @@
+"""Throughput and memory of DocRED → MemLLM example generation: the annotators alone vs. the Beam pipeline.
+
+The Re-DocRED dev split (500 documents) is replicated to N documents (default 10,000) in a temporary JSON
+array, written record by record. Then, in one run:
+- annotators (this process, no Beam): pass 1 streams the file into an `ExactMemory` of every gold triple
+  under every mention-name combination; pass 2 streams it again, parsing each document and building its
+  memory-write examples (one `reference_rng()` carried through the file) and memory-read examples, with
+  `.to_row()` on every example. Reported: pass 2 documents/s (write+read, parsing included), pass 1 time,
+  write-only / read-only rates (parse time + that builder's time, both timed inside pass 2) and peak RSS.
+- pipeline: `python -m pipeline --input FILE --output DIR -q` as a subprocess, with 2 multi-processing
+  workers and (unless --no-with-in-memory) the in-memory runner: wall time, peak RSS of the whole process
+  tree (psutil, every 0.2 s), and its example counts checked against the annotators'.
+
+Run from the repository root:  python benchmarks/bench_docred.py [--docs 2000] [--skip-pipeline] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from annotators.docred import Record, parse_document, scan_json_records  # noqa: E402
+from annotators.read_examples import build_read_examples  # noqa: E402
+from annotators.relation_labels import property_labels  # noqa: E402
+from annotators.write_examples import build_write_examples, reference_rng  # noqa: E402
+from memory.exact import ExactMemory  # noqa: E402
+from schemas.document import Document  # noqa: E402
+
+DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
+MiB = 1 << 20
+MULTI = "pipeline: 2 workers (multi_processing)"
+MODES = {MULTI: ["--direct_running_mode=multi_processing", "--direct_num_workers=2"], "pipeline: in_memory": []}
+
+
+class PeakRSS(threading.Thread):
+    """Samples the summed RSS of a process (optionally with all its descendants) every 0.2 s."""
+
+    def __init__(self, pid: int, children: bool) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.children, self.peak, self.done = psutil.Process(pid), children, 0, threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            try:
+                procs = [self.proc] + (self.proc.children(recursive=True) if self.children else [])
+            except psutil.Error:
+                procs = []
+            total = 0
+            for p in procs:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            if self.done.wait(0.2):
+                return
+
+    def stop(self) -> float:
+        self.done.set()
+        self.join()
+        return self.peak / MiB
+
+
+def replicate(source: Path, out: Path, n: int) -> None:
+    """Write `n` documents (the source's, repeated) as a JSON array, one record at a time."""
+    with open(source, "rb") as f:
+        spans = [(r.byte_start, r.byte_end) for r in scan_json_records(f) if isinstance(r, Record)]
+        raw = [(f.seek(a), f.read(b - a))[1] for a, b in spans]  # the source's records as bytes (~3 MB)
+    with open(out, "wb") as f:
+        f.write(b"[")
+        for i in range(n):
+            f.write((b",\n" if i else b"") + raw[i % len(raw)])
+        f.write(b"]\n")
+
+
+def documents(path: Path, labels: dict[str, str]) -> Iterator[Document]:
+    with open(path, "rb") as f:
+        for i, rec in enumerate(scan_json_records(f)):
+            yield parse_document(rec.value, doc_id=f"bench-{i:06d}", doc_index=i, source="redocred",
+                                 split="validation", relation_labels=labels)  # fmt: skip
+
+
+def bench_annotators(path: Path) -> dict:
+    labels, clock, sampler = property_labels(), time.perf_counter, PeakRSS(psutil.Process().pid, children=False)
+    t0, memory = clock(), ExactMemory()
+    for doc in documents(path, labels):
+        for rel in doc.relations:
+            label, heads, tails = labels[rel.r], doc.entities[rel.h].mentions, doc.entities[rel.t].mentions
+            memory.add((h.name, label, t.name) for h in heads for t in tails)
+    r = {"pass1": clock() - t0, "write": 0.0, "read": 0.0, "n_write": 0, "n_read": 0, "triples": len(memory)}
+    rng, t0 = reference_rng(), clock()
+    for doc in documents(path, labels):
+        t1 = clock()
+        r["n_write"] += len([ex.to_row() for ex in build_write_examples(doc, labels, rng=rng)])
+        t2 = clock()
+        r["n_read"] += len([ex.to_row() for ex in build_read_examples(doc, memory, labels)])
+        r["write"], r["read"] = r["write"] + t2 - t1, r["read"] + clock() - t2
+    r["pass2"] = clock() - t0
+    r["parse"], r["peak"] = r["pass2"] - r["write"] - r["read"], sampler.stop()
+    return r
+
+
+def bench_pipeline(path: Path, tmp: Path, name: str, beam_args: list[str]) -> dict:
+    out, log = tmp / f"out-{name}", tmp / f"{name}.stderr"
+    cmd = [sys.executable, "-m", "pipeline", "--input", str(path), "--output", str(out), "-q", *beam_args]
+    with open(tmp / f"{name}.stdout", "w") as so, open(log, "w") as se:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=se)
+        sampler = PeakRSS(proc.pid, children=True)
+        rc = proc.wait()
+        r = {"seconds": time.perf_counter() - t0, "peak": sampler.stop()}
+    if rc != 0:
+        print(f"pipeline run {name} FAILED (exit {rc}); stderr:\n{log.read_text()[-4000:]}")
+        return {**r, "failed": True}
+    return {**r, "stats": json.loads((out / "stats.json").read_text())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=10_000, help="documents in the replicated input (default 10,000)")
+    ap.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="DocRED-format JSON array to replicate")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (input, outputs, logs)")
+    ap.add_argument("--skip-pipeline", action="store_true", help="measure the annotators only")
+    ap.add_argument("--with-in-memory", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the pipeline with the in-memory (one-process) runner")  # fmt: skip
+    args = ap.parse_args(argv)
+    if not args.input.is_file():
+        print(f"input not found: {args.input} (the Re-DocRED dev split; pass --input FILE)", file=sys.stderr)
+        return 2
+    n, tmp = args.docs, Path(tempfile.mkdtemp(prefix="memllm-bench-"))
+    try:
+        path = tmp / f"dev_revised_x{n}.json"  # the name makes the pipeline infer redocred / validation
+        t0 = time.perf_counter()
+        replicate(args.input, path, n)
+        size, sec = path.stat().st_size / MiB, time.perf_counter() - t0
+        print(f"input: {n:,} documents, {size:.0f} MiB, written in {sec:.1f} s")
+        a = bench_annotators(path)
+        print(f"annotators: pass 1 (ExactMemory, {a['triples']:,} triples) {a['pass1']:.1f} s; pass 2: parse "
+              f"{a['parse']:.1f} s, write {a['write']:.1f} s, read {a['read']:.1f} s; "
+              f"{a['n_write']:,} write / {a['n_read']:,} read examples")  # fmt: skip
+        rows = [("annotators: write+read (1 core)", a["pass2"], a["peak"], False),
+                ("annotators: write only", a["parse"] + a["write"], a["peak"], False),
+                ("annotators: read only", a["parse"] + a["read"], a["peak"], False)]  # fmt: skip
+        modes = {} if args.skip_pipeline else {m: f for m, f in MODES.items() if m == MULTI or args.with_in_memory}
+        runs = {mode: bench_pipeline(path, tmp, f"run{i}", flags) for i, (mode, flags) in enumerate(modes.items())}
+        for mode, r in runs.items():
+            rows.append((mode, r["seconds"], r["peak"], r.get("failed", False)))
+            if "stats" in r:
+                got = (r["stats"].get("memory_write.examples", 0), r["stats"].get("memory_read.examples", 0))
+                same = "same as annotators" if got == (a["n_write"], a["n_read"]) else "DIFFERENT from annotators"
+                print(f"{mode}: {got[0]:,} write / {got[1]:,} read examples ({same})")
+
+        base = n / a["pass2"]
+        head = f"{'mode':<40} | {'documents':>9} | {'seconds':>7} | {'documents/s':>11} | {'peak MiB':>8} | ratio"
+        print(f"\n{head}\n{'-' * len(head)}")
+        for mode, sec, peak, failed in rows:
+            print(f"{mode:<40} | {n:>9,} | {sec:>7.1f} | {n / sec:>11,.0f} | {peak:>8,.0f} | {n / sec / base:.2f}"
+                  + (" (FAILED)" if failed else ""))  # fmt: skip
+
+        def mark(ok: bool) -> str:
+            return "PASS" if ok else "FAIL"
+
+        print("\ntargets:")
+        print(f"  annotators >= 700 documents/s (write+read, one core): {base:,.0f}  {mark(base >= 700)}")
+        if MULTI in runs:
+            ratio = 0.0 if runs[MULTI].get("failed") else n / runs[MULTI]["seconds"] / base
+            print(f"  pipeline (2 workers) >= 0.5 x annotators: {ratio:.2f} x  {mark(ratio >= 0.5)}")
+        peak = max(r[2] for r in rows)
+        print(f"  peak memory < 2 GiB (every mode): max {peak:,.0f} MiB  {mark(peak < 2048)}")
+        print("reference baseline: original scripts: about 350 documents/s on this data")
+    finally:
+        if args.keep:
+            print(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
