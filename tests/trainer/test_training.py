@@ -1,0 +1,164 @@
+"""Training runs on CPU: the loss falls, resume continues the same run, packing equals padding, outputs.
+
+The tiny model is a random 2-layer Mistral with the real Mistral tokenizer (conftest); the smoke test at the
+end trains the real SmolLM2-135M weights for a few steps (marked `slow`: deselect with `-m "not slow"`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.trainer.conftest import read_examples, write_examples, write_shards
+from trainer.collate import PadCollator, make_collator
+from trainer.config import DataSource, TrainConfig
+from trainer.modeling import load_base_model, prepare_model
+from trainer.recipe import train
+from trainer.tokenization import Encoder, load_tokenizer, prepare_tokenizer
+
+
+def config(tmp_path, model, data, out="run", **kw) -> TrainConfig:
+    base = dict(
+        task="write",
+        batch_size=2,
+        micro_batch_size=2,
+        max_steps=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_every=1000,
+        eval_every=1000,
+        eval_split="none",
+        progress=False,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    base.update(kw)
+    return TrainConfig(data=[DataSource(data)], model=str(model), output=tmp_path / out, **base)
+
+
+def losses(metrics: dict) -> dict[int, float]:
+    return {h["step"]: h["loss"] for h in metrics["log_history"] if "loss" in h}
+
+
+@pytest.fixture
+def two_writes(tmp_path):
+    """A fixed batch: two short write examples (first sentences); every 2-example step sees the same data."""
+    firsts = [e for e in write_examples(2, seed=4) if e.sent_id == 0]
+    return write_shards(tmp_path / "fixed", "memory_write", "train", firsts)
+
+
+def test_loss_falls_on_a_fixed_batch(tmp_path, tiny_mistral, two_writes):
+    m = train(config(tmp_path, tiny_mistral, two_writes, max_steps=24, learning_rate=1e-2, warmup_ratio=0.0))
+    steps = losses(m)
+    assert len(steps) == 24
+    assert steps[24] < 0.5 * steps[1], steps  # from ~ln(32000) = 10.4 to well below
+    out = tmp_path / "run"
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "train_config.json",
+        "metrics.json",
+        "metrics.jsonl",
+    ):
+        assert (out / name).is_file(), name
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"], adapter["bias"]) == (
+        16,
+        8,
+        0.1,
+        "lora_only",
+    )
+    assert set(adapter["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "lm_head",
+    }
+    resolved = json.loads((out / "train_config.json").read_text())
+    assert resolved["warmup_ratio"] == 0.0 and resolved["derived"]["tokenizer"]["pad_id"] == 0
+    # The adapter holds only LoRA weights: the frozen lm_head (32000 x 64) is not copied into it.
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        assert all("lora_" in k for k in f.keys())
+
+
+def test_resume_continues_the_same_run(tmp_path, tiny_mistral, read_data):
+    kw = dict(task="read", max_steps=6, save_every=3, micro_batch_size=2, batch_size=4, seed=7)
+    full = losses(train(config(tmp_path, tiny_mistral, read_data, out="full", **kw)))
+    # An interrupted run is a run that stopped after checkpoint-3: copy just that checkpoint and resume.
+    (tmp_path / "cut").mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-3", tmp_path / "cut" / "checkpoint-3")
+    resumed = train(config(tmp_path, tiny_mistral, read_data, out="cut", resume="auto", **kw))
+    # Steps 1-3 come from the checkpoint's trainer state; only 4-6 were computed again.
+    logged = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == [4, 5, 6]
+    again = losses(resumed)
+    assert sorted(again) == sorted(full) == [1, 2, 3, 4, 5, 6]
+    for step in (4, 5, 6):
+        assert again[step] == pytest.approx(full[step], rel=1e-5)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packing_gives_the_unpacked_per_token_loss(tiny_mistral, attn):
+    tok = load_tokenizer(str(tiny_mistral))
+    info = prepare_tokenizer(tok)
+    rows = [e.to_row() for e in read_examples(2, seed=11)]
+    batch = {k: [r[k] for r in rows] for k in rows[0]}
+    enc = Encoder(tok, info, "read")(batch)
+    feats = [{"input_ids": i, "labels": lab} for i, lab in zip(enc["input_ids"], enc["labels"])]
+    assert len({len(f["input_ids"]) for f in feats}) > 1  # unequal lengths: padding happens
+    cfg = TrainConfig(
+        data=[], task="read", model=str(tiny_mistral), output=Path("unused"), attn_implementation=attn
+    )
+    model = prepare_model(load_base_model(cfg, "fp32"), cfg, info).eval()  # LoRA starts as the identity
+    padded = PadCollator(info.pad_id)(feats)
+    packed = make_collator(info.pad_id, packing=True, attn_implementation=attn)(feats)
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    with torch.no_grad():
+        loss_padded = model(**padded).loss
+        loss_packed = model(**packed).loss
+    assert loss_packed.item() == pytest.approx(loss_padded.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("options", [{"packing": True, "gradient_checkpointing": True}, {"streaming": True}])
+def test_training_options_run(tmp_path, tiny_mistral, write_data, options):
+    """Packing with gradient checkpointing, and streaming data (the step count comes from the counting pass),
+    each with evaluation on the validation split."""
+    m = train(
+        config(
+            tmp_path,
+            tiny_mistral,
+            write_data,
+            max_steps=2,
+            eval_split=None,
+            eval_every=2,
+            micro_batch_size=4,
+            batch_size=4,
+            **options,
+        )
+    )
+    assert len(losses(m)) == 2 and m["eval"]["eval_loss"] > 0
+
+
+@pytest.mark.slow
+def test_smollm2_real_weights_smoke(tmp_path, smollm2, two_writes):
+    """Real SmolLM2-135M: `-->` is not in its vocabulary, so one row is added and trained; loss falls."""
+    m = train(config(tmp_path, smollm2, two_writes, max_steps=4, learning_rate=2e-3, warmup_ratio=0.0))
+    steps = losses(m)
+    assert steps[1] < 8  # a real LM, not a random one (ln 49153 = 10.8)
+    assert steps[4] < steps[1]
+    resolved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    tok = resolved["derived"]["tokenizer"]
+    assert tok["vocab_after"] == tok["vocab_before"] + 1 and tok["new_token_ids"] == [
+        tok["special_ids"]["-->"]
+    ]
+    assert tok["bos_id"] is None  # SmolLM2's tokenizer does not add BOS, so neither do we
