@@ -18,7 +18,7 @@ EXTRAS = {
     # the Wikipedia path: sentence splitting, NER, linking
     "wikipedia": ["spacy>=3.8,<3.9", "rapidfuzz>=3"],
     # the embedding memory
-    "memory": ["torch>=2.4", "transformers>=5"],
+    "memory": ["torch>=2.4", "transformers>=5", "faiss-cpu>=1.8"],
     # the trainer (install torch first: `pip install torch==2.13.0` on CPU machines)
     "train": ["torch>=2.4", "transformers>=5", "peft>=0.15", "accelerate>=1.0", "datasets>=4", "tqdm"],
     "dask": ["apache-beam[dask]>=2.77,<3"],
