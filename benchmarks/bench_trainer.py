@@ -17,8 +17,6 @@ Both variants see the same examples in the same order; their losses differ only 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import multiprocessing as mp
 import os
 import random
@@ -28,11 +26,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from schemas.records import MEMORY_WRITE_SCHEMA, DocRef, WriteExample, WriteTriple  # noqa: E402
+from trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral  # noqa: E402
 
 WORDS = (
     "the of and in a to was is for as by with on at from his an which that first also film album "
@@ -71,65 +69,22 @@ def synthetic_shards(out: Path, n_docs: int, seed: int = 0) -> None:
 
 def mistral_tokenizer(dest: Path) -> Path:
     """Mistral-7B-v0.1's tokenizer from the mistral-common package data, converted once to tokenizer.json."""
-    from transformers import AutoTokenizer
-    from transformers.utils import sentencepiece_model_pb2_new
-
-    spec = importlib.util.find_spec("mistral_common")  # found, not imported
-    if spec is None:
+    source = mistral_tokenizer_source()
+    if source is None:
         sys.exit("bench_trainer: install mistral-common (--no-deps) or pass --model")
-    src = Path(next(iter(spec.submodule_search_locations))) / "data" / "tokenizer.model.v1"
-    raw = dest / "spm"
-    raw.mkdir(parents=True)
-    shutil.copy(src, raw / "tokenizer.model")
-    cfg = {
-        "tokenizer_class": "LlamaTokenizer",
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "legacy": False,
-    }
-    (raw / "tokenizer_config.json").write_text(json.dumps(cfg))
-    # sentencepiece's generated protobuf module may be newer than the pinned protobuf runtime (< 7);
-    # transformers' own copy of the message definitions is not.
-    cst = importlib.import_module("transformers.convert_slow_tokenizer")
-    with mock.patch.object(cst, "import_protobuf", lambda *a, **k: sentencepiece_model_pb2_new):
-        tok = AutoTokenizer.from_pretrained(raw)
-    tok.save_pretrained(dest / "tokenizer")
-    return dest / "tokenizer"
+    return convert_mistral_tokenizer(source, dest / "spm", dest / "tokenizer")
 
 
 def build_model_dir(args: argparse.Namespace, work: Path) -> str:
     """A model directory for the run: `--model`, or the tiny random Mistral with the real tokenizer."""
     if args.model:
         return args.model
-    import torch
-    from transformers import AutoModelForCausalLM, MistralConfig
-
     tok_dir = mistral_tokenizer(work)
     out = work / ("mistral-7b-tokenizer" if args.mistral_7b_config else "tiny-mistral")
     if args.mistral_7b_config:  # weights are built in the worker; only the tokenizer lives here
         shutil.copytree(tok_dir, out)
         return str(out)
-    cfg = MistralConfig(
-        vocab_size=32000,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=2048,
-        sliding_window=None,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
-    for f in tok_dir.iterdir():
-        shutil.copy(f, out / f.name)
+    save_tiny_mistral(out, tok_dir)
     return str(out)
 
 

@@ -11,12 +11,9 @@ Each skips cleanly when its model package is not installed. Package data is loca
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import random
-import shutil
 from pathlib import Path
-from unittest import mock
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +28,7 @@ from schemas.records import (
     WriteExample,
     WriteTriple,
 )
+from trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -67,74 +65,20 @@ def package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _load_spm_tokenizer(directory: Path):
-    """`AutoTokenizer` over a SentencePiece `tokenizer.model` (converted to the fast format once).
-
-    The converter parses the model with `sentencepiece`'s generated protobuf module, whose gencode can be
-    newer than the protobuf runtime the project pins (< 7); transformers' own copy of the same message
-    definitions works with any protobuf >= 4, so the conversion uses that one.
-    """
-    from transformers import AutoTokenizer
-    from transformers.utils import sentencepiece_model_pb2_new
-
-    # import_module: `transformers.convert_slow_tokenizer` as an attribute is a function of that name.
-    cst = importlib.import_module("transformers.convert_slow_tokenizer")
-    with mock.patch.object(cst, "import_protobuf", lambda *a, **k: sentencepiece_model_pb2_new):
-        return AutoTokenizer.from_pretrained(directory)
-
-
 @pytest.fixture(scope="session")
 def mistral_tokenizer_dir(tmp_path_factory) -> Path:
-    pkg = package_dir("mistral_common")
-    if pkg is None or not (pkg / "data" / "tokenizer.model.v1").is_file():
+    source = mistral_tokenizer_source()
+    if source is None:
         pytest.skip("mistral-common (Mistral-7B tokenizer data) is not installed")
     pytest.importorskip("sentencepiece")
-    src = tmp_path_factory.mktemp("mistral-spm")
-    shutil.copy(pkg / "data" / "tokenizer.model.v1", src / "tokenizer.model")
-    (src / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "LlamaTokenizer",
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "unk_token": "<unk>",
-                "add_bos_token": True,
-                "add_eos_token": False,
-                "legacy": False,
-            }
-        )
-    )
-    out = tmp_path_factory.mktemp("mistral-tokenizer")
-    _load_spm_tokenizer(src).save_pretrained(out)  # tokenizer.json: later loads need neither spm nor protobuf
-    return out
+    work = tmp_path_factory.mktemp("mistral-spm")
+    return convert_mistral_tokenizer(source, work, tmp_path_factory.mktemp("mistral-tokenizer"))
 
 
 @pytest.fixture(scope="session")
 def tiny_mistral(tmp_path_factory, mistral_tokenizer_dir) -> Path:
     """A tiny random Mistral-architecture model directory with the real Mistral tokenizer (no pad token)."""
-    import torch
-    from transformers import AutoModelForCausalLM, MistralConfig
-
-    cfg = MistralConfig(
-        vocab_size=32000,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=2048,
-        sliding_window=None,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-mistral")
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
-    for f in mistral_tokenizer_dir.iterdir():
-        shutil.copy(f, out / f.name)
-    return out
+    return save_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral"), mistral_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")
