@@ -27,7 +27,7 @@ from memory.base import Q_THR, Memory
 from memory.exact import query_key
 from schemas.api import MAX_QUERIES, Query
 from schemas.document import Document
-from schemas.records import ReadExample
+from schemas.records import DocRef, ReadExample
 
 HEAD, TAIL = "HEAD", "TAIL"  # which argument of the relation the target is
 EMPTY_RESULT_PRIORITY = 5
@@ -103,8 +103,21 @@ class TargetGroup:
 
 @dataclass(slots=True)
 class ReadPlan:
-    doc: Document
+    """What `finish_reads` needs of a document: its reference, its tokens in order, its target groups."""
+
+    ref: DocRef
+    words: list[str]
     groups: list[TargetGroup]
+
+    def __reduce__(self):
+        # Plans cross a shuffle in the Beam pipeline: as plain tuples they pickle ~10x faster than as
+        # dataclasses (whose slots pickling calls Python code per object).
+        groups = [
+            (g.target, g.sent_id, g.span, g.read_point, [_source_state(s) for s in g.sources], g.in_pretext)
+            for g in self.groups
+        ]
+        ref = self.ref
+        return _plan_from_state, ((ref.source, ref.split, ref.doc_id, ref.doc_index, ref.title), self.words, groups)
 
     @property
     def needed(self) -> list[Query]:
@@ -180,7 +193,22 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
     words = [w for s in doc.sents for w in s]
     for g in groups:
         g.in_pretext = g.target in " ".join(words[: g.read_point])
-    return ReadPlan(doc, groups)
+    return ReadPlan(doc.ref, words, groups)
+
+
+def _source_state(s: Source) -> tuple:
+    return (s.name, s.relation, s.target_type, s.start)
+
+
+def _plan_from_state(ref: tuple, words: list[str], groups: list[tuple]) -> ReadPlan:
+    return ReadPlan(
+        DocRef(*ref),
+        words,
+        [
+            TargetGroup(target, sent_id, tuple(span), read_point, [Source(*s) for s in sources], in_pretext)
+            for target, sent_id, span, read_point, sources, in_pretext in groups
+        ],
+    )
 
 
 def _top_query(ranked: list[tuple[int, Query]]) -> str | None:
@@ -193,7 +221,6 @@ def _top_query(ranked: list[tuple[int, Query]]) -> str | None:
 
 def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[ReadExample]:
     """Steps 7-9 of Algorithm 1, given every needed query's result (sorted distinct names)."""
-    doc = plan.doc
     # Step 7: included sources per group (<= Q_thr results, not skipped), with their priorities.
     included: list[list[int]] = []
     top_query: list[str | None] = []
@@ -217,8 +244,7 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
             kept.append(gi)
 
     # Step 9: one example per group with an included query; continuations end at the next kept point.
-    words = [w for s in doc.sents for w in s]
-    ref = doc.ref
+    words, ref = plan.words, plan.ref
     examples: list[ReadExample] = []
     for gi, g in enumerate(plan.groups):
         if not included[gi]:

@@ -12,8 +12,9 @@ relation's full mention product, document after document. The choice matters bey
 entities share a mention name ("Romania" / "Romanian"), a pair taken for one relation can use up the only
 name-triple of another, which is then not written (4 of Re-DocRED dev's 4,110 sentences). Two ways to seed:
 - `rng=` a `random.Random` carried through a file in order (`reference_rng` gives the seeded start,
-  `advance_reference_rng` skips a document without building it): the reference's exact choices, names
-  included. The DocRED reader replays it per input file, so it is deterministic on any runner.
+  `advance_reference_rng` skips a document without building it, from its raw DocRED record): the
+  reference's exact choices, names included. The DocRED reader replays it per input file, so it is
+  deterministic on any runner.
 - no `rng`: a generator seeded by the example id, for documents with no file order (raw-text input).
 """
 
@@ -33,12 +34,12 @@ def reference_rng(seed: int = REFERENCE_SEED) -> random.Random:
     return random.Random(seed)
 
 
-def _selected_per_sentence(doc: Document) -> list[list[int]]:
+def _selected_per_sentence(n_sents: int, evidences: list[list[int]]) -> list[list[int]]:
     """Label indices considered at each sentence: its evidence, or every sentence for empty evidence."""
-    always = {i for i, rel in enumerate(doc.relations) if not rel.evidence}
-    selected: list[set[int]] = [set(always) for _ in doc.sents]
-    for i, rel in enumerate(doc.relations):
-        for ev in rel.evidence:
+    always = {i for i, evidence in enumerate(evidences) if not evidence}
+    selected: list[set[int]] = [set(always) for _ in range(n_sents)]
+    for i, evidence in enumerate(evidences):
+        for ev in evidence:
             selected[ev].add(i)
     return [sorted(s) for s in selected]
 
@@ -68,13 +69,39 @@ def consume_shuffle(rng: random.Random, n: int) -> None:
             pass
 
 
-def advance_reference_rng(doc: Document, rng: random.Random) -> None:
-    """Consume exactly what `build_write_examples(doc, rng=rng)` would, without building anything."""
-    sizes = [len(e.mentions) for e in doc.entities]
-    for selected in _selected_per_sentence(doc):
-        for label_index in selected:
-            rel = doc.relations[label_index]
-            consume_shuffle(rng, sizes[rel.h] * sizes[rel.t])
+def reference_shuffle_sizes(record: object) -> list[int]:
+    """The sizes of the shuffles `build_write_examples` draws for a raw DocRED record, in order.
+
+    Computed from the JSON itself, not a validated `Document`: the reader replays the stream past every
+    record of a file in one cheap pass (no validation, no mention names) before any document is built.
+    For a valid record it equals what the builder draws (tested); for an invalid one it is whatever
+    prefix can be read: invalid records are never built, so only its being the same everywhere matters.
+    """
+    sizes: list[int] = []
+    try:
+        counts = [len(v) for v in record["vertexSet"]]
+        labels = record["labels"]
+        evidences = [label.get("evidence", []) for label in labels]
+        for selected in _selected_per_sentence(len(record["sents"]), evidences):
+            sizes.extend(counts[labels[i]["h"]] * counts[labels[i]["t"]] for i in selected)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        pass
+    return sizes
+
+
+def advance_reference_rng(record: object, rng: random.Random) -> None:
+    """Consume exactly what `build_write_examples` draws for this raw record, without building anything."""
+    for n in reference_shuffle_sizes(record):
+        consume_shuffle(rng, n)
+
+
+def skip_document(doc: Document, rng: random.Random) -> None:
+    """Consume exactly what `build_write_examples(doc, rng=rng)` draws, without building anything."""
+    counts = [len(e.mentions) for e in doc.entities]
+    for selected in _selected_per_sentence(len(doc.sents), [r.evidence for r in doc.relations]):
+        for i in selected:
+            rel = doc.relations[i]
+            consume_shuffle(rng, counts[rel.h] * counts[rel.t])
 
 
 def build_write_examples(
@@ -89,7 +116,9 @@ def build_write_examples(
     first_of = [min(s) for s in sents_of]
     examples = []
     pretext_parts: list[str] = []
-    for sent_id, (focus, selected) in enumerate(zip(sentences, _selected_per_sentence(doc))):
+    for sent_id, (focus, selected) in enumerate(
+        zip(sentences, _selected_per_sentence(len(doc.sents), [r.evidence for r in doc.relations]))
+    ):
         example = WriteExample(ref, sent_id, " ".join(pretext_parts), focus)
         if selected:
             pair_rng = rng if rng is not None else random.Random(f"{seed}:{example.id}")

@@ -6,8 +6,11 @@ in the runner's memory. So the work is split in two (DESIGN.md, beam-runners.md 
    byte range, index of the first record, and the reference RNG state at that record (so memory-write
    examples replay the reference's mention-pair choices, see `annotators.write_examples`). Damaged JSON
    regions become dead letters here.
+   The index pass only decodes JSON and replays the stream from the raw records: it validates nothing and
+   builds no document, because it is the one serial step of a file.
 2. After a `Reshuffle` of the descriptors, `ReadDocumentChunk` re-reads each byte range, validates every
-   record into a `Document` (or a dead letter with the reason) and passes documents on.
+   record into a `Document` (or a dead letter with the reason) and emits the chunk's documents as one
+   `DocumentBatch` (see `pipeline.batches`).
 Nothing ever holds more than one chunk's documents.
 """
 
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -30,7 +32,8 @@ from annotators.docred import (
     scan_json_records,
 )
 from annotators.relation_labels import property_labels
-from annotators.write_examples import advance_reference_rng, reference_rng
+from annotators.write_examples import advance_reference_rng, reference_rng, reference_shuffle_sizes
+from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
 
 log = logging.getLogger("memllm")
@@ -50,6 +53,7 @@ class InputFile:
     source: str  # dataset name written to every row (redocred, docred, docred_distant, sample)
     split: str
     stem: str  # file name without extension: prefix of doc ids
+    size: int = 0  # bytes
 
 
 def infer_split(name: str) -> str:
@@ -89,7 +93,9 @@ def match_inputs(patterns: list[str], split: str | None, source: str | None) -> 
             except OSError as e:
                 raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
             stem = os.path.basename(path).split(".")[0]
-            files.append(InputFile(path, fmt, source or infer_source(stem), split or infer_split(stem), stem))
+            files.append(
+                InputFile(path, fmt, source or infer_source(stem), split or infer_split(stem), stem, meta.size_in_bytes)
+            )
     stems = [f.stem for f in files]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
@@ -127,7 +133,6 @@ class IndexJsonFile(CountingDoFn):
         self.seed = seed
 
     def process(self, file: InputFile):
-        labels = property_labels()
         rng = reference_rng(self.seed)
         index = 0
         chunk_start = chunk_end = None
@@ -151,11 +156,7 @@ class IndexJsonFile(CountingDoFn):
                 if chunk_start is None:
                     chunk_start, chunk_first, chunk_state = rec.byte_start, index, rng.getstate()
                 chunk_end = rec.byte_end
-                try:
-                    # Only to advance the stream as the reference would; the reader validates and reports.
-                    advance_reference_rng(_document(rec.value, file, index, labels), rng)
-                except InvalidDocument:
-                    pass
+                advance_reference_rng(rec.value, rng)
                 index += 1
                 if index - chunk_first >= self.chunk_docs or chunk_end - chunk_start >= self.chunk_bytes:
                     yield flush()
@@ -167,13 +168,12 @@ class IndexJsonFile(CountingDoFn):
 
 
 class ReadDocumentChunk(CountingDoFn):
-    """Chunk → Documents (+ dead letters for invalid records). Documents carry the reference RNG state."""
+    """Chunk → one DocumentBatch of its valid documents (+ dead letters for invalid records)."""
 
     def process(self, chunk: Chunk):
         labels = property_labels()
-        rng = random.Random()
-        rng.setstate(chunk.rng_state)
         file = chunk.file
+        docs, skips, skipped = [], [], []
         with FileSystems.open(file.path, compression_type="uncompressed") as f:
             f.seek(chunk.byte_start)
             records = scan_json_records(f, file.fmt, chunk.byte_start, chunk.byte_end)
@@ -182,17 +182,21 @@ class ReadDocumentChunk(CountingDoFn):
                 try:
                     doc = _document(rec.value, file, index, labels)
                 except (InvalidDocument, AttributeError) as e:
+                    # The index pass drew for this record as the reference did: the writer must skip it.
+                    skipped += reference_shuffle_sizes(rec.value)
                     yield self.reject(f"{file.path}#{index}", rec.value, "validate", str(e))
                     continue
-                doc.write_rng_state = rng.getstate()
-                advance_reference_rng(doc, rng)
+                docs.append(doc)
+                skips.append(skipped)
+                skipped = []
                 self.count("documents.valid")
                 self.count(f"documents.{doc.split}")
-                yield doc
+        if docs:
+            yield DocumentBatch(f"{file.stem}@{chunk.first_index}", docs, chunk.rng_state, skips)
 
 
 class ReadDocRED(beam.PTransform):
-    """InputFiles → (documents, dead letters, counts)."""
+    """InputFiles → (DocumentBatches, dead letters, counts)."""
 
     def __init__(self, files: list[InputFile], seed: int = 42, chunk_docs: int = CHUNK_DOCS):
         super().__init__()

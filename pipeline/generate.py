@@ -1,7 +1,7 @@
 """`memllm generate`: the main job, read top to bottom.
 
-input files → documents (validated) → memory-write examples
-                                    → memory-read examples (Algorithm 1, memory joined in)
+input files → documents (validated, in batches of one input chunk) → memory-write examples
+                                                                 → memory-read examples (Algorithm 1, memory joined in)
             → Parquet shards + dead letters + stats.json, then the dataset card and a summary table.
 """
 
@@ -20,9 +20,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.card import render_card
 from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
-from pipeline.examples import BuildReadExamples, BuildWriteExamples
+from pipeline.examples import BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.sinks import WriteShards, WriteStats
-from schemas.records import DOCUMENTS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
+from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
 log = logging.getLogger("memllm")
 
@@ -40,6 +40,7 @@ class GenerateConfig:
     evidence: str = "keep"
     seed: int = 42
     rows_per_shard: int = 50_000
+    memory_buckets: int | None = None  # exact-memory join buckets; None: from the input size
     write_documents: bool = False
     beam_args: list[str] = field(default_factory=list)
 
@@ -50,10 +51,11 @@ class GenerateConfig:
 
 
 def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig) -> None:
-    docs, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
+    batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
 
-    write_rows, write_dead, write_counts = docs | "MemoryWrite" >> BuildWriteExamples(cfg.seed)
-    read_rows, mr_dead, mr_counts = docs | "MemoryRead" >> BuildReadExamples()
+    buckets = cfg.memory_buckets or memory_buckets(sum(f.size for f in files))
+    write_rows, write_dead, write_counts = batches | "MemoryWrite" >> BuildWriteExamples(cfg.seed)
+    read_rows, mr_dead, mr_counts = batches | "MemoryRead" >> BuildReadExamples(buckets)
 
     written = [
         write_rows
@@ -61,22 +63,25 @@ def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig
         read_rows | "WriteMemoryRead" >> WriteShards(cfg.output, "memory_read", cfg.rows_per_shard, MEMORY_READ_SCHEMA),
     ]
     if cfg.write_documents:
-        doc_rows = docs | "DocumentRows" >> beam.Map(lambda d: d.to_row())
+        doc_rows = batches | "DocumentRows" >> beam.Map(lambda b: [d.to_row() for d in b.docs])
         written.append(
             doc_rows | "WriteDocuments" >> WriteShards(cfg.output, "documents", cfg.rows_per_shard, DOCUMENTS_SCHEMA)
         )
 
     dead = (read_dead, write_dead, mr_dead) | "AllDeadLetters" >> beam.Flatten()
     dead_rows = dead | "ErrorSplit" >> beam.Map(_with_split, splits={f.path: f.split for f in files})
-    written.append(dead_rows | "WriteErrors" >> WriteShards(cfg.output, "errors", cfg.rows_per_shard))
+    written.append(
+        dead_rows | "WriteErrors" >> WriteShards(cfg.output, "errors", cfg.rows_per_shard, ERRORS_SCHEMA, fmt="jsonl")
+    )
 
     counts = (read_counts, write_counts, mr_counts, *written) | "AllCounts" >> beam.Flatten()
     _ = counts | "WriteStats" >> WriteStats(cfg.output)
 
 
-def _with_split(dead: dict, splits: dict[str, str]) -> dict:
+def _with_split(dead: dict, splits: dict[str, str]) -> list[dict]:
+    """A dead letter with the split of its input file, as a list of rows for `WriteShards`."""
     path = dead["source"].rsplit("#", 1)[0].rsplit("@", 1)[0]
-    return {**dead, "split": splits.get(path, "unknown")}
+    return [{**dead, "split": splits.get(path, "unknown")}]
 
 
 def clear_previous_output(out: str) -> None:

@@ -5,6 +5,13 @@ nothing at all on the DaskRunner; see DESIGN.md): a row goes to shard `crc32(id)
 N = ceil(rows in the split / rows_per_shard) is computed from the data; a `GroupByKey` gathers a shard,
 its rows are sorted by id and written to a temporary name, then renamed. Same input, same bytes, on every
 runner. Every shard `0..N-1` is written, empty ones included, so the `-of-N` names are always complete.
+
+The input is lists of rows (one per batch, see `pipeline.batches`); each list becomes an Arrow table at
+once, and what crosses the shuffle is one table slice per (batch, shard), not one element per row. Tables
+travel as zstd-compressed Arrow IPC bytes: the local runners move ~80 MB/s through a shuffle and example
+text is repetitive (each memory-write row repeats its document's text so far), so compression (~7x, at
+~0.07 ms a document) is what keeps the shuffle cheap; and pickling a table slice would copy its parent's
+whole buffers.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections import Counter, defaultdict
 
 import apache_beam as beam
 import pyarrow as pa
@@ -39,8 +47,7 @@ def _write_atomically(path: str, write) -> None:
     FileSystems.rename([tmp], [path])
 
 
-def write_parquet_file(path: str, rows: list[dict], schema: pa.Schema) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
+def write_parquet_file(path: str, table: pa.Table) -> None:
     _write_atomically(
         path,
         lambda f: pq.write_table(
@@ -53,61 +60,90 @@ def write_parquet_file(path: str, rows: list[dict], schema: pa.Schema) -> None:
     )
 
 
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+def _json_line(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False, sort_keys=True)
+
+
 def write_jsonl_file(path: str, rows: list[dict]) -> None:
-    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
+    data = "".join(_json_line(r) + "\n" for r in rows).encode("utf-8")
     _write_atomically(path, lambda f: f.write(data))
 
 
 class WriteShards(beam.PTransform):
-    """Rows (dicts with `split` and a sort key) → `OUT/<table>/<split>-0000k-of-0000N.<ext>`.
+    """Lists of rows (dicts with `split`, `id` for Parquet) → `OUT/<table>/<split>-0000k-of-0000N.<ext>`.
 
-    Parquet tables are sorted by `id`; dead letters (JSONL) by their full content. Outputs
+    Parquet shards are sorted by `id`; JSONL (dead letters) by their full content. Outputs
     `("<table>.<split>.rows", n)` pairs for `stats.json`.
     """
 
-    def __init__(self, out_dir: str, table: str, rows_per_shard: int, schema: pa.Schema | None = None):
+    def __init__(self, out_dir: str, table: str, rows_per_shard: int, schema: pa.Schema, fmt: str = "parquet"):
         super().__init__()
         self.directory = FileSystems.join(out_dir, table)
         self.table = table
         self.rows_per_shard = rows_per_shard
         self.schema = schema
+        self.fmt = fmt
 
-    def _key(self, row: dict) -> str:
-        if self.schema is not None:
-            return row["id"]
-        return json.dumps(row, ensure_ascii=False, sort_keys=True)
+    def _keys(self, table: pa.Table) -> list[str]:
+        if self.fmt == "parquet":
+            return table.column("id").to_pylist()
+        return [_json_line(r) for r in table.to_pylist()]
 
-    def expand(self, rows):
+    def expand(self, row_lists):
+        tables = row_lists | "ToArrow" >> beam.Map(lambda rows: to_ipc(pa.Table.from_pylist(rows, schema=self.schema)))
         per_split = (
-            rows | "CountPerSplit" >> beam.Map(lambda r: (r["split"], 1)) | "SumPerSplit" >> beam.CombinePerKey(sum)
+            tables
+            | "CountPerSplit" >> beam.FlatMap(lambda t: Counter(from_ipc(t).column("split").to_pylist()).items())
+            | "SumPerSplit" >> beam.CombinePerKey(sum)
         )
         totals = beam.pvalue.AsDict(
             per_split | "ShardsPerSplit" >> beam.MapTuple(lambda s, n: (s, max(1, math.ceil(n / self.rows_per_shard))))
         )
-        keyed = rows | "AssignShard" >> beam.Map(
-            lambda r, totals: ((r["split"], _shard_of(self._key(r), totals[r["split"]])), r), totals=totals
-        )
+        sliced = tables | "SliceByShard" >> beam.FlatMap(self._slice_by_shard, totals=totals)
         # One empty marker per shard, so a shard that no row hashes to is still written.
         markers = per_split | "ShardMarkers" >> beam.FlatMap(
             lambda kv, totals: [((kv[0], i), None) for i in range(totals[kv[0]])], totals=totals
         )
         return (
-            (keyed, markers)
+            (sliced, markers)
             | "Flatten" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard" >> beam.Map(self._write, totals=totals)
         )
 
+    def _slice_by_shard(self, data: bytes, totals: dict):
+        table = from_ipc(data)
+        rows_of = defaultdict(list)
+        for i, (split, key) in enumerate(zip(table.column("split").to_pylist(), self._keys(table))):
+            rows_of[(split, _shard_of(key, totals[split]))].append(i)
+        for shard, indices in sorted(rows_of.items()):
+            yield shard, to_ipc(table.take(indices))
+
     def _write(self, grouped, totals) -> tuple[str, int]:
-        (split, index), rows = grouped
-        rows = sorted((r for r in rows if r is not None), key=self._key)
-        if self.schema is not None:
-            path = FileSystems.join(self.directory, shard_name(split, index, totals[split], ".parquet"))
-            write_parquet_file(path, rows, self.schema)
+        (split, index), parts = grouped
+        parts = [from_ipc(t) for t in parts if t is not None]
+        table = pa.concat_tables(parts) if parts else self.schema.empty_table()
+        path = FileSystems.join(self.directory, shard_name(split, index, totals[split], "." + self.fmt))
+        if self.fmt == "parquet":
+            # Sorting by the unique id fixes the order; one chunk per column fixes the file's layout.
+            write_parquet_file(path, table.sort_by("id").combine_chunks())
         else:
-            path = FileSystems.join(self.directory, shard_name(split, index, totals[split], ".jsonl"))
-            write_jsonl_file(path, rows)
-        return (f"{self.table}.{split}.rows", len(rows))
+            write_jsonl_file(path, sorted(table.to_pylist(), key=_json_line))
+        return (f"{self.table}.{split}.rows", table.num_rows)
 
 
 class WriteStats(beam.PTransform):

@@ -80,10 +80,17 @@ DOCUMENTS_SCHEMA = pa.schema(
     ]
 )
 
+# Dead letters (written as JSONL, DESIGN.md output layout); `split` is the split of the input file.
+ERRORS_SCHEMA = pa.schema(
+    [("source", pa.string()), ("record", pa.string()), ("step", pa.string()), ("reason", pa.string())]
+    + [("split", pa.string())]
+)
+
 TABLE_SCHEMAS = {
     "memory_write": MEMORY_WRITE_SCHEMA,
     "memory_read": MEMORY_READ_SCHEMA,
     "documents": DOCUMENTS_SCHEMA,
+    "errors": ERRORS_SCHEMA,
 }
 
 

@@ -1,10 +1,13 @@
 """Memory-write examples: hand-checked rules on the shipped sample, and the reference's golden output."""
 
+import json
 import random
 from collections import defaultdict
 
-from annotators.write_examples import advance_reference_rng, build_write_examples
-from tests.conftest import read_json_lines, reference_write_examples, shared_file
+import pytest
+
+from annotators.write_examples import advance_reference_rng, build_write_examples, skip_document
+from tests.conftest import load_documents, read_json_lines, reference_write_examples, shared_file
 
 
 def by_doc(examples):
@@ -72,12 +75,34 @@ def test_per_example_seed_is_stable_and_order_independent(sample_docs, labels):
     assert [[e.to_row() for e in x] for x in a] == [[e.to_row() for e in x] for x in b]
 
 
-def test_advance_consumes_exactly_what_building_consumes(sample_docs, labels):
-    built, skipped = random.Random(42), random.Random(42)
-    for d in sample_docs:
-        build_write_examples(d, labels, rng=built)
-        advance_reference_rng(d, skipped)
-    assert built.getstate() == skipped.getstate()
+def _raw_records(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("which", ["sample", "dev"])
+def test_advance_from_the_raw_record_consumes_exactly_what_building_consumes(which, sample_path, labels):
+    path = sample_path if which == "sample" else shared_file("redocred", "dev_revised.json")
+    records = _raw_records(path)
+    docs = load_documents(path, labels)
+    assert len(records) == len(docs) > 0
+    for record, doc in zip(records, docs):
+        built, from_raw, from_doc = (random.Random(doc.doc_index) for _ in range(3))
+        build_write_examples(doc, labels, rng=built)
+        advance_reference_rng(record, from_raw)
+        skip_document(doc, from_doc)
+        assert built.getstate() == from_raw.getstate() == from_doc.getstate(), doc.doc_id
+
+
+@pytest.mark.parametrize(
+    "record",
+    [None, [], {"sents": [["a"]]}, {"sents": [["a"]], "vertexSet": [[{}]], "labels": [{"h": 3, "t": 0}]}, {"sents": 1}],
+)
+def test_advance_on_a_broken_record_is_the_same_every_time(record):
+    a, b = random.Random(1), random.Random(1)
+    advance_reference_rng(record, a)
+    advance_reference_rng(record, b)
+    assert a.getstate() == b.getstate()
 
 
 def test_golden_reference_reproduced_exactly(dev_docs, labels):

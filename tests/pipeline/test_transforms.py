@@ -1,14 +1,19 @@
 """Beam transforms with TestPipeline + assert_that: the same examples as the annotators in-process."""
 
 import json
+import os
+import subprocess
+import sys
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from annotators.read_examples import build_read_examples
 from annotators.write_examples import build_write_examples
-from pipeline.examples import BuildReadExamples, BuildWriteExamples
+from pipeline.batches import DocumentBatch
+from pipeline.examples import BuildReadExamples, BuildWriteExamples, memory_bucket, memory_buckets
 from tests.conftest import gold_memory
 
 OPTIONS = ["--runner=FnApiRunner"]
@@ -18,21 +23,51 @@ def as_json(rows):
     return [json.dumps(r, sort_keys=True) for r in rows]
 
 
+def batches(docs, size=4):
+    """The documents in several batches, so answers must cross batches (and buckets) to be found."""
+    return [DocumentBatch(f"b{i}", docs[i : i + size]) for i in range(0, len(docs), size)]
+
+
+def rows_as_json(row_lists):
+    return row_lists | "J" >> beam.FlatMap(lambda rows: [json.dumps(r, sort_keys=True) for r in rows])
+
+
 def test_write_examples_transform(sample_docs, labels):
     expected = [ex.to_row() for d in sample_docs for ex in build_write_examples(d, labels)]
     with TestPipeline(argv=OPTIONS) as p:
-        rows, dead, _ = p | beam.Create(sample_docs) | BuildWriteExamples()
-        assert_that(rows | "J" >> beam.Map(lambda r: json.dumps(r, sort_keys=True)), equal_to(as_json(expected)))
+        rows, dead, _ = p | beam.Create(batches(sample_docs)) | BuildWriteExamples()
+        assert_that(rows_as_json(rows), equal_to(as_json(expected)))
         assert_that(dead, equal_to([]), label="NoDeadLetters")
 
 
-def test_read_examples_join_equals_in_process_exact_memory(sample_docs, labels):
+@pytest.mark.parametrize("buckets", [1, 8])
+def test_read_examples_join_equals_in_process_exact_memory(sample_docs, labels, buckets):
     memory = gold_memory(sample_docs, labels)
     expected = [ex.to_row() for d in sample_docs for ex in build_read_examples(d, memory, labels)]
     assert len(expected) > 10
     with TestPipeline(argv=OPTIONS) as p:
-        rows, dead, counts = p | beam.Create(sample_docs) | BuildReadExamples()
-        assert_that(rows | "J" >> beam.Map(lambda r: json.dumps(r, sort_keys=True)), equal_to(as_json(expected)))
+        rows, dead, counts = p | beam.Create(batches(sample_docs)) | BuildReadExamples(buckets)
+        assert_that(rows_as_json(rows), equal_to(as_json(expected)))
         assert_that(dead, equal_to([]), label="NoDeadLetters")
         total = counts | beam.CombinePerKey(sum) | beam.Filter(lambda kv: kv[0] == "memory_read.examples")
         assert_that(total, equal_to([("memory_read.examples", len(expected))]), label="Counted")
+
+
+def test_memory_buckets_grow_with_the_input_and_are_stable():
+    assert memory_buckets(0) == memory_buckets(1) == 8
+    sizes = [memory_buckets(n << 20) for n in (1, 62, 1_500, 10**6, 10**9)]
+    assert sizes == sorted(sizes) and sizes[-1] == 1 << 16
+    assert all(b & (b - 1) == 0 for b in sizes)  # powers of two
+
+
+def test_memory_bucket_is_the_same_in_every_process():
+    # Workers are separate processes, and hash() of a str is salted per process.
+    keys = [("Paris", "country", "TAIL"), ("Émile Zola", "author", "HEAD")]
+    code = f"from pipeline.examples import memory_bucket; print([memory_bucket(k, 1024) for k in {keys!r}])"
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert seen == {str([memory_bucket(k, 1024) for k in keys])}
