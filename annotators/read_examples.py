@@ -19,6 +19,7 @@ by the target string; the first example of a document trains its prefix (`preapi
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,11 +85,15 @@ class Source:
     skipped: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.target_type == TAIL:
-            self.query = Query(self.name, self.relation, None)
-        else:
-            self.query = Query(None, self.relation, self.name)
-        self.skipped = is_skipped(self.query)
+        self.query, self.skipped = _source_query(self.name, self.relation, self.target_type)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _source_query(name: str, relation: str, target_type: str) -> tuple[Query, bool]:
+    # Cached: a document repeats the same (source, relation) many times, and building a validated,
+    # frozen Query was a fifth of planning.
+    query = Query(name, relation, None) if target_type == TAIL else Query(None, relation, name)
+    return query, is_skipped(query)
 
 
 @dataclass(slots=True)
@@ -108,16 +113,6 @@ class ReadPlan:
     ref: DocRef
     words: list[str]
     groups: list[TargetGroup]
-
-    def __reduce__(self):
-        # Plans cross a shuffle in the Beam pipeline: as plain tuples they pickle ~10x faster than as
-        # dataclasses (whose slots pickling calls Python code per object).
-        groups = [
-            (g.target, g.sent_id, g.span, g.read_point, [_source_state(s) for s in g.sources], g.in_pretext)
-            for g in self.groups
-        ]
-        ref = self.ref
-        return _plan_from_state, ((ref.source, ref.split, ref.doc_id, ref.doc_index, ref.title), self.words, groups)
 
     @property
     def needed(self) -> list[Query]:
@@ -194,21 +189,6 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
     for g in groups:
         g.in_pretext = g.target in " ".join(words[: g.read_point])
     return ReadPlan(doc.ref, words, groups)
-
-
-def _source_state(s: Source) -> tuple:
-    return (s.name, s.relation, s.target_type, s.start)
-
-
-def _plan_from_state(ref: tuple, words: list[str], groups: list[tuple]) -> ReadPlan:
-    return ReadPlan(
-        DocRef(*ref),
-        words,
-        [
-            TargetGroup(target, sent_id, tuple(span), read_point, [Source(*s) for s in sources], in_pretext)
-            for target, sent_id, span, read_point, sources, in_pretext in groups
-        ],
-    )
 
 
 def _top_query(ranked: list[tuple[int, Query]]) -> str | None:

@@ -2,7 +2,7 @@
 
 An in-process dict from `(known name, relation, direction)` to the names on the other side. It is the
 reference for tests and the annotator benchmark; the Beam pipeline performs the same lookup as a join
-(`pipeline.read_examples`) so no worker holds all triples.
+(`pipeline.examples`) so no worker holds all triples.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from collections import Counter
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from pipeline.batches import pause_gc, resume_gc
+
 COUNTS = "counts"
 DEAD = "dead"
 NAMESPACE = "memllm"
@@ -32,9 +34,14 @@ def dead_letter(source: str, record: object, step: str, reason: str) -> dict:
 
 
 class CountingDoFn(beam.DoFn):
-    """A DoFn with `self.count(name)`; totals go to Beam Metrics and to the `counts` output."""
+    """A DoFn with `self.count(name)`; totals go to Beam Metrics and to the `counts` output.
+
+    The cyclic garbage collector is paused for the bundle (see `pipeline.batches.pause_gc`): that covers
+    Beam decoding the step's input too, not only the step.
+    """
 
     def start_bundle(self) -> None:
+        pause_gc()
         self._counts: Counter = Counter()
 
     def count(self, name: str, n: int = 1) -> None:
@@ -47,6 +54,7 @@ class CountingDoFn(beam.DoFn):
         return beam.pvalue.TaggedOutput(DEAD, dead_letter(source, record, step, reason))
 
     def finish_bundle(self):
+        resume_gc()
         for name, n in sorted(self._counts.items()):
             yield beam.pvalue.TaggedOutput(COUNTS, GlobalWindows.windowed_value((name, n)))
         self._counts = Counter()

@@ -214,7 +214,10 @@ class ReadDocRED(beam.PTransform):
         read = (
             indexed.chunks
             | "SpreadChunks" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadDocumentChunk()).with_outputs(COUNTS, DEAD, main="documents")
+            | "Read"
+            >> beam.ParDo(ReadDocumentChunk())
+            .with_output_types(DocumentBatch)
+            .with_outputs(COUNTS, DEAD, main="documents")
         )
         dead = (indexed[DEAD], read[DEAD]) | "DeadLetters" >> beam.Flatten()
         counts = (indexed[COUNTS], read[COUNTS]) | "Counts" >> beam.Flatten()

@@ -4,19 +4,23 @@ Every step takes a `DocumentBatch` (one input chunk) and calls the annotators on
 that fails becomes a dead letter with the reason, the rest of its batch goes on.
 
 The read examples follow DESIGN.md "Memory-read examples at scale": no worker holds all triples.
-1. `PlanReads` runs Algorithm 1 up to the queries for each document of a batch, keeps the batch's plans as
-   one element and asks, per memory bucket, for the queries whose result matters;
-2. the exact-match memory is the input's gold triples under every mention-name combination, keyed by
-   `(known name, relation, asked side)`; each batch sends, per memory bucket, the names it knows for its
-   keys. A `CoGroupByKey` on the bucket answers every request with the sorted distinct names, capped at
-   Q_thr + 1 (a longer result is over-broad whatever its length, so the cap changes no example);
-3. the answers are regrouped with the plans by batch and `finish_reads` emits the examples.
+1. The exact-match memory is the input's gold triples under every mention-name combination, keyed by
+   `(known name, relation, asked side)`. Every query a document can ask is one of its *own* keys (a
+   source is a mention of the other argument of one of its relations), so a batch sends, per memory
+   bucket, its own keys with the names it knows for them: the same element is its contribution to the
+   memory and its request.
+2. A `GroupByKey` on the bucket merges what all batches know of each key (sorted distinct names, capped at
+   Q_thr + 1: a longer result is over-broad whatever its length, so the cap changes no example) and hands
+   every batch the results for its keys.
+3. The results are regrouped with the batch (`CoGroupByKey` on the batch key); `plan_reads` and
+   `finish_reads` run per document with them.
 A memory bucket holds 1/`buckets` of the memory: the number grows with the input (`memory_buckets`), so a
-bucket stays small while a batch still asks each bucket for many keys at once (pipeline.batches).
+bucket stays small while a batch still sends each bucket many keys at once (see pipeline.batches).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 import random
@@ -29,8 +33,8 @@ from annotators.read_examples import finish_reads, is_skipped, plan_reads
 from annotators.relation_labels import property_labels
 from annotators.write_examples import build_write_examples, consume_shuffle, skip_document
 from memory.base import RESULT_LIMIT
-from memory.exact import HEAD, TAIL, query_key
-from pipeline.batches import DocumentBatch
+from memory.exact import HEAD, TAIL
+from pipeline.batches import DocumentBatch, runs_without_gc
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
 from schemas.api import Query
 from schemas.document import Document
@@ -98,79 +102,50 @@ class BuildWriteExamples(beam.PTransform):
         return out.rows, out[DEAD], out[COUNTS]
 
 
-class PlanReadsFn(CountingDoFn):
-    """DocumentBatch → (batch key, pickled plans); tagged `requests`: (bucket, (batch key, needed keys))."""
-
-    def __init__(self, buckets: int):
-        self.buckets = buckets
-
-    def process(self, batch: DocumentBatch):
-        labels, plans, requests = property_labels(), [], defaultdict(set)
-        for doc in batch.docs:
-            try:
-                plan = plan_reads(doc, labels)
-            except Exception as e:  # noqa: BLE001
-                yield _reject_document(self, doc, "memory_read", e)
-                continue
-            needed = plan.needed
-            self.count("memory_read.target_groups", len(plan.groups))
-            self.count("memory_read.queries_needed", len(needed))
-            for q in needed:
-                key = query_key(q)
-                requests[memory_bucket(key, self.buckets)].add(key)
-            plans.append(plan)
-        for bucket, keys in sorted(requests.items()):
-            yield beam.pvalue.TaggedOutput("requests", (bucket, (batch.key, sorted(keys))))
-        # Pickled once here (compactly, see ReadPlan.__reduce__): as a list of objects Beam would pickle
-        # every plan again at each step of the regroup that samples element sizes.
-        yield (batch.key, pickle.dumps(plans, protocol=pickle.HIGHEST_PROTOCOL))
+@functools.cache
+def _asked_sides(label: str) -> tuple[bool, bool]:
+    """Whether (x, label, ?) and (?, label, x) are ever asked (not in SKIP_QUERIES)."""
+    return not is_skipped(Query("x", label, None)), not is_skipped(Query(None, label, "x"))
 
 
-def document_answers(doc: Document, labels) -> set[tuple[tuple[str, str, str], str]]:
-    """(key, answer name) for every gold triple of a document under every mention-name combination.
+@runs_without_gc
+def known_answers(batch: DocumentBatch, buckets: int):
+    """(bucket, (batch key, [(key, sorted names ≤ RESULT_LIMIT), ...])) for every bucket the batch has keys in.
 
-    Keys that are never asked (SKIP_QUERIES) are left out."""
-    out = set()
-    for rel in doc.relations:
-        label = labels[rel.r]
-        heads = {m.name for m in doc.entities[rel.h].mentions}
-        tails = {m.name for m in doc.entities[rel.t].mentions}
-        asks_tail = not is_skipped(Query("x", label, None))
-        asks_head = not is_skipped(Query(None, label, "x"))
-        for h in heads:
-            for t in tails:
-                if asks_tail:
-                    out.add(((h, label, TAIL), t))
-                if asks_head:
-                    out.add(((t, label, HEAD), h))
-    return out
-
-
-def gold_triple_answers(batch: DocumentBatch, buckets: int):
-    """(bucket, [(key, sorted names ≤ RESULT_LIMIT), ...]) for every bucket this batch knows answers in."""
+    A key is `(known name, relation, asked side)` for every gold triple under every mention-name
+    combination; keys that are never asked (SKIP_QUERIES) are left out."""
     labels, known = property_labels(), defaultdict(set)
     for doc in batch.docs:
-        for key, name in document_answers(doc, labels):
-            known[key].add(name)
+        for rel in doc.relations:
+            label = labels[rel.r]
+            asks_tail, asks_head = _asked_sides(label)
+            heads = {m.name for m in doc.entities[rel.h].mentions}
+            tails = {m.name for m in doc.entities[rel.t].mentions}
+            if asks_tail:
+                for h in heads:
+                    known[(h, label, TAIL)].update(tails)
+            if asks_head:
+                for t in tails:
+                    known[(t, label, HEAD)].update(heads)
     per_bucket = defaultdict(list)
     for key in sorted(known):
         # The RESULT_LIMIT smallest names overall are among each batch's RESULT_LIMIT smallest.
         per_bucket[memory_bucket(key, buckets)].append((key, sorted(known[key])[:RESULT_LIMIT]))
-    yield from sorted(per_bucket.items())
+    for bucket, answers in sorted(per_bucket.items()):
+        yield bucket, (batch.key, answers)
 
 
-def answer_requests(bucket: int, grouped):
-    """One bucket of the memory and the batches asking it → (batch key, [(key, result names), ...])."""
-    requests = list(grouped["requests"])
-    asked = {key for _, keys in requests for key in keys}
-    known = defaultdict(set)
-    for answers in grouped["answers"]:
+@runs_without_gc
+def answer_batches(bucket: int, parts):
+    """One bucket of the memory, from every batch that has keys in it → (batch key, results for its keys)."""
+    parts = list(parts)
+    merged = defaultdict(set)
+    for _, answers in parts:
         for key, names in answers:
-            if key in asked:
-                known[key].update(names)
-    results = {key: sorted(known[key])[:RESULT_LIMIT] for key in asked}
-    for batch_key, keys in requests:
-        yield (batch_key, [(key, results[key]) for key in keys])
+            merged[key].update(names)
+    results = {key: sorted(names)[:RESULT_LIMIT] for key, names in merged.items()}
+    for batch_key, answers in parts:
+        yield batch_key, [(key, results[key]) for key, _ in answers]
 
 
 def _query_of(key) -> Query:
@@ -179,25 +154,35 @@ def _query_of(key) -> Query:
 
 
 class FinishReadsFn(CountingDoFn):
-    """(batch key, {plans, results}) → one list of memory_read rows (+ dead letters, counts)."""
+    """(batch key, {batch, results}) → one list of memory_read rows (+ dead letters, counts)."""
 
     def process(self, element):
         _, grouped = element
+        labels = property_labels()
         results = {_query_of(key): names for part in grouped["results"] for key, names in part}
         rows = []
-        for plans in grouped["plans"]:
-            for plan in pickle.loads(plans):
+        for pickled in grouped["batch"]:
+            for doc in pickle.loads(pickled).docs:
                 try:
+                    plan = plan_reads(doc, labels)
                     examples = finish_reads(plan, results)
-                except Exception as e:  # noqa: BLE001
-                    doc_id = plan.ref.doc_id
-                    yield self.reject(doc_id, {"doc_id": doc_id}, "memory_read", f"{type(e).__name__}: {e}")
+                except Exception as e:  # noqa: BLE001 - one bad document must not stop the run
+                    yield _reject_document(self, doc, "memory_read", e)
                     continue
+                self.count("memory_read.target_groups", len(plan.groups))
+                self.count("memory_read.queries_needed", len(plan.needed))
                 self.count("memory_read.examples", len(examples))
                 self.count("memory_read.documents_without_reads", not examples)
                 rows.extend(ex.to_row() for ex in examples)
         if rows:
             yield rows
+
+
+@runs_without_gc
+def _keyed_pickle(batch: DocumentBatch) -> tuple[str, bytes]:
+    # Pickled once, here: as an object, Beam would pickle it again at every step of the regroup that samples
+    # element sizes (Document pickles compactly, see Document.__reduce__).
+    return batch.key, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class BuildReadExamples(beam.PTransform):
@@ -208,20 +193,15 @@ class BuildReadExamples(beam.PTransform):
         self.buckets = buckets
 
     def expand(self, batches):
-        planned = batches | "Plan" >> beam.ParDo(PlanReadsFn(self.buckets)).with_outputs(
-            COUNTS, DEAD, "requests", main="plans"
-        )
-        answers = batches | "GoldTriples" >> beam.FlatMap(gold_triple_answers, self.buckets)
         results = (
-            {"requests": planned.requests, "answers": answers}
-            | "JoinMemory" >> beam.CoGroupByKey()
-            | "Answer" >> beam.FlatMapTuple(answer_requests)
+            batches
+            | "KnownAnswers" >> beam.FlatMap(known_answers, self.buckets)
+            | "GroupByMemoryBucket" >> beam.GroupByKey()
+            | "Answer" >> beam.FlatMapTuple(answer_batches)
         )
         finished = (
-            {"plans": planned.plans, "results": results}
+            {"batch": batches | "KeyByBatch" >> beam.Map(_keyed_pickle), "results": results}
             | "RegroupByBatch" >> beam.CoGroupByKey()
             | "Finish" >> beam.ParDo(FinishReadsFn()).with_outputs(COUNTS, DEAD, main="rows")
         )
-        dead = (planned[DEAD], finished[DEAD]) | "DeadLetters" >> beam.Flatten()
-        counts = (planned[COUNTS], finished[COUNTS]) | "Counts" >> beam.Flatten()
-        return finished.rows, dead, counts
+        return finished.rows, finished[DEAD], finished[COUNTS]

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.batches import runs_without_gc
 from pipeline.counting import COUNTS
 
 PARQUET_COMPRESSION = "zstd"
@@ -104,7 +105,7 @@ class WriteShards(beam.PTransform):
         return [_json_line(r) for r in table.to_pylist()]
 
     def expand(self, row_lists):
-        tables = row_lists | "ToArrow" >> beam.Map(lambda rows: to_ipc(pa.Table.from_pylist(rows, schema=self.schema)))
+        tables = row_lists | "ToArrow" >> beam.Map(self._to_arrow)
         per_split = (
             tables
             | "CountPerSplit" >> beam.FlatMap(lambda t: Counter(from_ipc(t).column("split").to_pylist()).items())
@@ -125,6 +126,11 @@ class WriteShards(beam.PTransform):
             | "WriteShard" >> beam.Map(self._write, totals=totals)
         )
 
+    @runs_without_gc
+    def _to_arrow(self, rows: list[dict]) -> bytes:
+        return to_ipc(pa.Table.from_pylist(rows, schema=self.schema))
+
+    @runs_without_gc
     def _slice_by_shard(self, data: bytes, totals: dict):
         table = from_ipc(data)
         rows_of = defaultdict(list)
@@ -133,6 +139,7 @@ class WriteShards(beam.PTransform):
         for shard, indices in sorted(rows_of.items()):
             yield shard, to_ipc(table.take(indices))
 
+    @runs_without_gc
     def _write(self, grouped, totals) -> tuple[str, int]:
         (split, index), parts = grouped
         parts = [from_ipc(t) for t in parts if t is not None]
