@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -48,17 +49,23 @@ def _write_atomically(path: str, write) -> None:
     FileSystems.rename([tmp], [path])
 
 
-def write_parquet_file(path: str, table: pa.Table) -> None:
-    _write_atomically(
-        path,
-        lambda f: pq.write_table(
-            table,
-            f,
-            compression=PARQUET_COMPRESSION,
-            row_group_size=ROW_GROUP_SIZE,
-            use_compliant_nested_type=True,
-        ),
-    )
+def write_parquet_file(path: str, table: pa.Table, sort_by: str = "id") -> None:
+    """Write `table` sorted by its unique `sort_by` column, one row group at a time.
+
+    Sorting gathers rows by index into each row group as it is written, so the writer holds the input and
+    one row group, never a second sorted copy of the whole shard. The layout depends only on the rows."""
+    order = pc.sort_indices(table.column(sort_by))
+
+    def write(f) -> None:
+        with pq.ParquetWriter(
+            f, table.schema, compression=PARQUET_COMPRESSION, use_compliant_nested_type=True
+        ) as writer:
+            for start in range(0, len(order), ROW_GROUP_SIZE):
+                writer.write_table(table.take(order[start : start + ROW_GROUP_SIZE]).combine_chunks())
+            if not len(order):
+                writer.write_table(table)
+
+    _write_atomically(path, write)
 
 
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
@@ -146,8 +153,7 @@ class WriteShards(beam.PTransform):
         table = pa.concat_tables(parts) if parts else self.schema.empty_table()
         path = FileSystems.join(self.directory, shard_name(split, index, totals[split], "." + self.fmt))
         if self.fmt == "parquet":
-            # Sorting by the unique id fixes the order; one chunk per column fixes the file's layout.
-            write_parquet_file(path, table.sort_by("id").combine_chunks())
+            write_parquet_file(path, table)
         else:
             write_jsonl_file(path, sorted(table.to_pylist(), key=_json_line))
         return (f"{self.table}.{split}.rows", table.num_rows)
