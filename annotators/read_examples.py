@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from memory.base import Q_THR, Memory
@@ -263,6 +263,16 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
     return examples
 
 
+def gold_triples(doc: Document, relation_labels: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
+    """A document's gold triples under every mention-name combination: what the reference's memory held."""
+    for rel in doc.relations:
+        label = relation_labels[rel.r]
+        tails = dict.fromkeys(m.name for m in doc.entities[rel.t].mentions)
+        for head in dict.fromkeys(m.name for m in doc.entities[rel.h].mentions):
+            for tail in tails:
+                yield (head, label, tail)
+
+
 def build_read_examples(doc: Document, memory: Memory, relation_labels: Mapping[str, str]) -> list[ReadExample]:
     plan = plan_reads(doc, relation_labels)
     needed = plan.needed
@@ -276,6 +286,7 @@ __all__ = [
     "plan_reads",
     "finish_reads",
     "build_read_examples",
+    "gold_triples",
     "is_skipped",
     "query_key",
     "SKIP_QUERIES",

@@ -12,6 +12,9 @@ import logging
 import sys
 from importlib import resources
 
+from memory.embedding import CONTRIEVER
+from memory.errors import MemoryUsageError
+from memory.presets import DEFAULT_PRESET, PRESETS
 from pipeline.docred_source import InputError
 
 SAMPLE = "sample_docred.json"
@@ -87,7 +90,29 @@ def add_generate_parser(sub) -> None:
         "--memory",
         choices=["exact", "embedding"],
         default="exact",
-        help="memory answering Algorithm 1's queries (exact: gold triples, exact strings)",
+        help="memory answering Algorithm 1's queries (exact: the input's gold triples, exact strings; "
+        "embedding: a stored memory with embedding search, built from the input's gold triples if absent)",
+    )
+    g.add_argument(
+        "--memory-path",
+        dest="memory_path",
+        default=None,
+        metavar="DIR",
+        help="embedding memory directory: opened if it holds one, else built there (default OUTPUT/memory)",
+    )
+    g.add_argument(
+        "--embedding-model",
+        dest="embedding_model",
+        default=CONTRIEVER,
+        metavar="DIR_OR_ID",
+        help=f"transformers encoder of the embedding memory (default {CONTRIEVER})",
+    )
+    g.add_argument(
+        "--memory-preset",
+        dest="memory_preset",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help=f"thresholds of the embedding memory (default {DEFAULT_PRESET}, the reference's for Algorithm 1)",
     )
     g.add_argument(
         "--evidence",
@@ -106,8 +131,8 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     if args.source != "docred":
         raise InputError("--source wikipedia is not available yet (the raw-text path is issue 4)")
-    if args.memory != "exact":
-        raise InputError("--memory embedding is not wired into generate yet; use --memory exact")
+    if args.memory != "embedding" and (args.memory_path or args.memory_preset != DEFAULT_PRESET):
+        raise InputError("--memory-path and --memory-preset need --memory embedding")
     if args.evidence != "keep":
         raise InputError(f"--evidence {args.evidence} is not available yet; use --evidence keep")
     if args.rows_per_shard < 1:
@@ -120,6 +145,9 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
         dataset=args.dataset or ("sample" if not args.inputs else None),
         split=args.split,
         memory=args.memory,
+        memory_path=args.memory_path,
+        embedding_model=args.embedding_model,
+        memory_preset=args.memory_preset,
         evidence=args.evidence,
         seed=args.seed,
         rows_per_shard=args.rows_per_shard,
@@ -157,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
-    except InputError as e:
+    except (InputError, MemoryUsageError) as e:
         print(f"memllm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

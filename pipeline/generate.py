@@ -18,9 +18,12 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from memory.embedding import CONTRIEVER
+from memory.presets import DEFAULT_PRESET
 from pipeline.card import render_card
 from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
 from pipeline.examples import BuildReadExamples, BuildWriteExamples, memory_buckets
+from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
 from pipeline.sinks import WriteShards, WriteStats
 from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
@@ -36,7 +39,10 @@ class GenerateConfig:
     source: str = "docred"
     dataset: str | None = None  # the `source` column; inferred from file names when None
     split: str | None = None
-    memory: str = "exact"
+    memory: str = "exact"  # "exact": a join on the gold triples; "embedding": a stored embedding memory
+    memory_path: str | None = None  # embedding memory directory; None: OUT/memory
+    embedding_model: str = CONTRIEVER
+    memory_preset: str = DEFAULT_PRESET  # thresholds of the embedding memory (memory.presets)
     evidence: str = "keep"
     seed: int = 42
     rows_per_shard: int = 50_000
@@ -53,9 +59,12 @@ class GenerateConfig:
 def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig) -> None:
     batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
 
-    buckets = cfg.memory_buckets or memory_buckets(sum(f.size for f in files))
     write_rows, write_dead, write_counts = batches | "MemoryWrite" >> BuildWriteExamples(cfg.seed)
-    read_rows, mr_dead, mr_counts = batches | "MemoryRead" >> BuildReadExamples(buckets)
+    if cfg.memory == "embedding":
+        reads = BuildReadExamplesWithMemory(embedding_memory_path(cfg), cfg.embedding_model, cfg.memory_preset)
+    else:
+        reads = BuildReadExamples(cfg.memory_buckets or memory_buckets(sum(f.size for f in files)))
+    read_rows, mr_dead, mr_counts = batches | "MemoryRead" >> reads
 
     written = [
         write_rows
@@ -76,6 +85,10 @@ def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig
 
     counts = (read_counts, write_counts, mr_counts, *written) | "AllCounts" >> beam.Flatten()
     _ = counts | "WriteStats" >> WriteStats(cfg.output)
+
+
+def embedding_memory_path(cfg: GenerateConfig) -> str:
+    return cfg.memory_path or FileSystems.join(cfg.output, "memory")
 
 
 def _with_split(dead: dict, splits: dict[str, str]) -> list[dict]:
@@ -109,6 +122,9 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
         log.info("  %s (%s, %s, split %s)", f.path, f.fmt, f.source, f.split)
 
     started = time.time()
+    if cfg.memory == "embedding":
+        counts = ensure_embedding_memory(embedding_memory_path(cfg), files, cfg.embedding_model)
+        log.info("embedding memory: %s triples, %s entities", f"{counts['triples']:,}", f"{counts['entities']:,}")
     options = PipelineOptions(cfg.beam_args)
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, files, cfg)

@@ -66,14 +66,10 @@ def dev_docs(labels):
 
 def gold_memory(docs, labels):
     """The exact-match memory the golden data was made with: every gold triple, every mention-name pair."""
+    from annotators.read_examples import gold_triples
     from memory.exact import ExactMemory
 
-    mem = ExactMemory()
-    for d in docs:
-        for rel in d.relations:
-            label = labels[rel.r]
-            mem.add((h.name, label, t.name) for h in d.entities[rel.h].mentions for t in d.entities[rel.t].mentions)
-    return mem
+    return ExactMemory(t for d in docs for t in gold_triples(d, labels))
 
 
 def reference_write_examples(docs, labels):
