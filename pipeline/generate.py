@@ -123,7 +123,10 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
 
     started = time.time()
     if cfg.memory == "embedding":
-        counts = ensure_embedding_memory(embedding_memory_path(cfg), files, cfg.embedding_model)
+        path = embedding_memory_path(cfg)
+        if cfg.memory_path is None and FileSystems.exists(path):
+            FileSystems.delete([path])  # OUT/memory belongs to the run: an earlier run's input may differ
+        counts = ensure_embedding_memory(path, files, cfg.embedding_model)
         log.info("embedding memory: %s triples, %s entities", f"{counts['triples']:,}", f"{counts['entities']:,}")
     options = PipelineOptions(cfg.beam_args)
     with beam.Pipeline(options=options) as p:
