@@ -191,6 +191,15 @@ class ReadDocumentChunk(CountingDoFn):
                 skipped = []
                 self.count("documents.valid")
                 self.count(f"documents.{doc.split}")
+        last = chunk.first_index + chunk.count - 1
+        log.info(
+            "read %s #%d-%d: %d valid, %d rejected",
+            file.stem,
+            chunk.first_index,
+            last,
+            len(docs),
+            chunk.count - len(docs),
+        )
         if docs:
             yield DocumentBatch(f"{file.stem}@{chunk.first_index}", docs, chunk.rng_state, skips)
 

@@ -17,6 +17,7 @@ whole buffers.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import zlib
 from collections import Counter, defaultdict
@@ -29,6 +30,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.batches import runs_without_gc
 from pipeline.counting import COUNTS
+
+log = logging.getLogger("memllm")
 
 PARQUET_COMPRESSION = "zstd"
 ROW_GROUP_SIZE = 10_000
@@ -156,6 +159,7 @@ class WriteShards(beam.PTransform):
             write_parquet_file(path, table)
         else:
             write_jsonl_file(path, sorted(table.to_pylist(), key=_json_line))
+        log.info("wrote %s/%s: %d rows", self.table, FileSystems.split(path)[1], table.num_rows)
         return (f"{self.table}.{split}.rows", table.num_rows)
 
 
