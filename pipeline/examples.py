@@ -29,6 +29,7 @@ from collections import defaultdict
 
 import apache_beam as beam
 
+from annotators.evidence import assign_evidence
 from annotators.read_examples import finish_reads, is_skipped, plan_reads
 from annotators.relation_labels import property_labels
 from annotators.write_examples import build_write_examples, consume_shuffle, skip_document
@@ -56,6 +57,23 @@ def memory_bucket(key: tuple[str, str, str], buckets: int) -> int:
 
 def _reject_document(fn: CountingDoFn, doc: Document, step: str, e: Exception):
     return fn.reject(doc.doc_id, doc.to_row(), step, f"{type(e).__name__}: {e}")
+
+
+class AssignEvidenceFn(CountingDoFn):
+    """DocumentBatch → the same batch with evidence for evidence-less relations (`annotators.evidence`)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def process(self, batch: DocumentBatch):
+        docs = []
+        for doc in batch.docs:
+            doc, assigned = assign_evidence(doc, self.mode)
+            self.count(f"evidence.{self.mode}.assigned", assigned)
+            docs.append(doc)
+        # The reference's random stream belongs to the reference's evidence: with other evidence the
+        # memory-write builder draws differently, so each example seeds its own choice instead.
+        yield DocumentBatch(batch.key, docs)
 
 
 class BuildWriteExamplesFn(CountingDoFn):

@@ -21,8 +21,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from memory.embedding import CONTRIEVER
 from memory.presets import DEFAULT_PRESET
 from pipeline.card import render_card
+from pipeline.counting import COUNTS
 from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
-from pipeline.examples import BuildReadExamples, BuildWriteExamples, memory_buckets
+from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
 from pipeline.sinks import WriteShards, WriteStats
 from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
@@ -59,6 +60,14 @@ class GenerateConfig:
 def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig) -> None:
     batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
 
+    evidence_counts = []
+    if cfg.evidence != "keep":
+        assigned = batches | "Evidence" >> beam.ParDo(AssignEvidenceFn(cfg.evidence)).with_outputs(
+            COUNTS, main="batches"
+        )
+        batches = assigned.batches
+        evidence_counts.append(assigned[COUNTS])
+
     write_rows, write_dead, write_counts = batches | "MemoryWrite" >> BuildWriteExamples(cfg.seed)
     if cfg.memory == "embedding":
         reads = BuildReadExamplesWithMemory(embedding_memory_path(cfg), cfg.embedding_model, cfg.memory_preset)
@@ -83,7 +92,7 @@ def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig
         dead_rows | "WriteErrors" >> WriteShards(cfg.output, "errors", cfg.rows_per_shard, ERRORS_SCHEMA, fmt="jsonl")
     )
 
-    counts = (read_counts, write_counts, mr_counts, *written) | "AllCounts" >> beam.Flatten()
+    counts = (read_counts, *evidence_counts, write_counts, mr_counts, *written) | "AllCounts" >> beam.Flatten()
     _ = counts | "WriteStats" >> WriteStats(cfg.output)
 
 
