@@ -25,7 +25,7 @@ from pipeline.counting import COUNTS
 from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
 from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
-from pipeline.sinks import WriteShards, WriteStats
+from pipeline.sinks import WriteShards, WriteStats, clear_spill
 from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
 log = logging.getLogger("memllm")
@@ -119,6 +119,7 @@ def clear_previous_output(out: str) -> None:
             stale.append(path)
     if stale:
         FileSystems.delete(stale)
+    clear_spill(out, TABLES)
 
 
 def run(cfg: GenerateConfig, command: str | None = None) -> dict:
@@ -140,6 +141,7 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
     options = PipelineOptions(cfg.beam_args)
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, files, cfg)
+    clear_spill(cfg.output, TABLES)
     elapsed = time.time() - started
 
     with FileSystems.open(FileSystems.join(cfg.output, "stats.json")) as f:

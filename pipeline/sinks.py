@@ -6,21 +6,24 @@ N = ceil(rows in the split / rows_per_shard) is computed from the data; a `Group
 its rows are sorted by id and written to a temporary name, then renamed. Same input, same bytes, on every
 runner. Every shard `0..N-1` is written, empty ones included, so the `-of-N` names are always complete.
 
-The input is lists of rows (one per batch, see `pipeline.batches`); each list becomes an Arrow table at
-once, and what crosses the shuffle is one table slice per (batch, shard), not one element per row. Tables
-travel as zstd-compressed Arrow IPC bytes: the local runners move ~80 MB/s through a shuffle and example
-text is repetitive (each memory-write row repeats its document's text so far), so compression (~7x, at
-~0.07 ms a document) is what keeps the shuffle cheap; and pickling a table slice would copy its parent's
-whole buffers.
+The input is lists of rows (one per batch, see `pipeline.batches`). Rows never cross a shuffle: each list
+is written at once as a zstd-compressed Arrow IPC file under `OUT/<table>/_spill/`, then cut into one
+file per shard it has rows for, and only the file names travel (like Beam's own file sinks, which write
+temporary files and move names). The local runners move ~80 MB/s through a shuffle and hold every
+shuffled byte in the launching process; example text is repetitive (each memory-write row repeats its
+document's text so far), so compression is ~7x at ~0.07 ms a document. `_spill/` is removed when the run
+ends (`clear_spill`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 
 import apache_beam as beam
 import pyarrow as pa
@@ -32,6 +35,11 @@ from pipeline.batches import runs_without_gc
 from pipeline.counting import COUNTS
 
 log = logging.getLogger("memllm")
+
+# Arrow's default pool (mimalloc) keeps freed memory for reuse, so a worker that once held a large shard
+# keeps that RSS for the rest of the run; the system allocator gives it back (~200 MB less peak on the
+# 10,000-document benchmark, same speed). Set on import: every process that writes shards imports this.
+pa.set_memory_pool(pa.system_memory_pool())
 
 PARQUET_COMPRESSION = "zstd"
 ROW_GROUP_SIZE = 10_000
@@ -85,6 +93,28 @@ def from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
 
 
+SPILL_DIR = "_spill"
+
+
+def write_spill(path: str, table: pa.Table) -> str:
+    with FileSystems.create(path) as f:
+        f.write(to_ipc(table))
+    return path
+
+
+def read_spill(path: str) -> pa.Table:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return from_ipc(f.read())
+
+
+def clear_spill(out_dir: str, tables: Iterable[str]) -> None:
+    """Remove the spill files of every table (after a run, or left by an interrupted one)."""
+    spills = [FileSystems.join(out_dir, t, SPILL_DIR) for t in tables]
+    existing = [p for p in spills if FileSystems.exists(p)]
+    if existing:
+        FileSystems.delete(existing)
+
+
 def _json_line(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, sort_keys=True)
 
@@ -115,16 +145,16 @@ class WriteShards(beam.PTransform):
         return [_json_line(r) for r in table.to_pylist()]
 
     def expand(self, row_lists):
-        tables = row_lists | "ToArrow" >> beam.Map(self._to_arrow)
+        spilled = row_lists | "Spill" >> beam.Map(self._spill)
         per_split = (
-            tables
-            | "CountPerSplit" >> beam.FlatMap(lambda t: Counter(from_ipc(t).column("split").to_pylist()).items())
+            spilled
+            | "CountPerSplit" >> beam.FlatMap(lambda spill: spill[1].items())
             | "SumPerSplit" >> beam.CombinePerKey(sum)
         )
         totals = beam.pvalue.AsDict(
             per_split | "ShardsPerSplit" >> beam.MapTuple(lambda s, n: (s, max(1, math.ceil(n / self.rows_per_shard))))
         )
-        sliced = tables | "SliceByShard" >> beam.FlatMap(self._slice_by_shard, totals=totals)
+        sliced = spilled | "SliceByShard" >> beam.FlatMap(self._slice_by_shard, totals=totals)
         # One empty marker per shard, so a shard that no row hashes to is still written.
         markers = per_split | "ShardMarkers" >> beam.FlatMap(
             lambda kv, totals: [((kv[0], i), None) for i in range(totals[kv[0]])], totals=totals
@@ -137,22 +167,28 @@ class WriteShards(beam.PTransform):
         )
 
     @runs_without_gc
-    def _to_arrow(self, rows: list[dict]) -> bytes:
-        return to_ipc(pa.Table.from_pylist(rows, schema=self.schema))
+    def _spill(self, rows: list[dict]) -> tuple[str, dict[str, int]]:
+        """Rows → (spill file, rows per split). The name comes from the rows (ids are unique): reruns match."""
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        name = hashlib.sha1(self._keys(table)[0].encode("utf-8")).hexdigest()[:20]
+        path = write_spill(FileSystems.join(self.directory, SPILL_DIR, f"{name}-{len(rows)}.arrow"), table)
+        return path, dict(Counter(table.column("split").to_pylist()))
 
     @runs_without_gc
-    def _slice_by_shard(self, data: bytes, totals: dict):
-        table = from_ipc(data)
+    def _slice_by_shard(self, spill: tuple[str, dict], totals: dict):
+        path = spill[0]
+        table = read_spill(path)
         rows_of = defaultdict(list)
         for i, (split, key) in enumerate(zip(table.column("split").to_pylist(), self._keys(table))):
             rows_of[(split, _shard_of(key, totals[split]))].append(i)
-        for shard, indices in sorted(rows_of.items()):
-            yield shard, to_ipc(table.take(indices))
+        for (split, shard), indices in sorted(rows_of.items()):
+            part = path.removesuffix(".arrow") + f"-{split}-{shard:05d}.arrow"
+            yield (split, shard), write_spill(part, table.take(indices))
 
     @runs_without_gc
     def _write(self, grouped, totals) -> tuple[str, int]:
         (split, index), parts = grouped
-        parts = [from_ipc(t) for t in parts if t is not None]
+        parts = [read_spill(p) for p in parts if p is not None]
         table = pa.concat_tables(parts) if parts else self.schema.empty_table()
         path = FileSystems.join(self.directory, shard_name(split, index, totals[split], "." + self.fmt))
         if self.fmt == "parquet":
@@ -184,4 +220,4 @@ class WriteStats(beam.PTransform):
         return counts
 
 
-__all__ = ["COUNTS", "WriteShards", "WriteStats", "shard_name", "write_parquet_file"]
+__all__ = ["COUNTS", "WriteShards", "WriteStats", "clear_spill", "shard_name", "write_parquet_file"]
