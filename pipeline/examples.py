@@ -21,6 +21,7 @@ bucket stays small while a batch still sends each bucket many keys at once (see 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import pickle
 import random
@@ -28,6 +29,7 @@ import zlib
 from collections import defaultdict
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from annotators.evidence import assign_evidence
 from annotators.read_examples import finish_reads, is_skipped, plan_reads
@@ -180,7 +182,7 @@ class FinishReadsFn(CountingDoFn):
         results = {_query_of(key): names for part in grouped["results"] for key, names in part}
         rows = []
         for pickled in grouped["batch"]:
-            for doc in pickle.loads(pickled).docs:
+            for doc in _load_batch(pickled).docs:
                 try:
                     plan = plan_reads(doc, labels)
                     examples = finish_reads(plan, results)
@@ -197,18 +199,42 @@ class FinishReadsFn(CountingDoFn):
 
 
 @runs_without_gc
-def _keyed_pickle(batch: DocumentBatch) -> tuple[str, bytes]:
-    # Pickled once, here: as an object, Beam would pickle it again at every step of the regroup that samples
-    # element sizes (Document pickles compactly, see Document.__reduce__).
-    return batch.key, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+class KeyBatchFn(beam.DoFn):
+    """DocumentBatch → (batch key, the batch pickled, or the name of a spill file holding it).
+
+    Pickled once, here: as an object, Beam would pickle it again at every step of the regroup that samples
+    element sizes (Document pickles compactly, see Document.__reduce__). With a spill directory the bytes
+    go to a file and only its name crosses the shuffle (see pipeline.sinks)."""
+
+    def __init__(self, spill_dir: str | None):
+        self.spill_dir = spill_dir
+
+    @runs_without_gc
+    def process(self, batch: DocumentBatch):
+        data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.spill_dir is None:
+            yield batch.key, data
+            return
+        path = FileSystems.join(self.spill_dir, hashlib.sha1(batch.key.encode("utf-8")).hexdigest() + ".pkl")
+        with FileSystems.create(path) as f:
+            f.write(data)
+        yield batch.key, path
+
+
+def _load_batch(ref: bytes | str) -> DocumentBatch:
+    if isinstance(ref, str):
+        with FileSystems.open(ref, compression_type="uncompressed") as f:
+            ref = f.read()
+    return pickle.loads(ref)
 
 
 class BuildReadExamples(beam.PTransform):
     """DocumentBatches → lists of memory_read rows (+ dead letters, counts), the exact-match memory joined in."""
 
-    def __init__(self, buckets: int = MIN_MEMORY_BUCKETS):
+    def __init__(self, buckets: int = MIN_MEMORY_BUCKETS, spill_dir: str | None = None):
         super().__init__()
         self.buckets = buckets
+        self.spill_dir = spill_dir
 
     def expand(self, batches):
         results = (
@@ -218,7 +244,7 @@ class BuildReadExamples(beam.PTransform):
             | "Answer" >> beam.FlatMapTuple(answer_batches)
         )
         finished = (
-            {"batch": batches | "KeyByBatch" >> beam.Map(_keyed_pickle), "results": results}
+            {"batch": batches | "KeyByBatch" >> beam.ParDo(KeyBatchFn(self.spill_dir)), "results": results}
             | "RegroupByBatch" >> beam.CoGroupByKey()
             | "Finish" >> beam.ParDo(FinishReadsFn()).with_outputs(COUNTS, DEAD, main="rows")
         )

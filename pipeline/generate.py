@@ -25,7 +25,7 @@ from pipeline.counting import COUNTS
 from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
 from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
-from pipeline.sinks import WriteShards, WriteStats, clear_spill
+from pipeline.sinks import SPILL_DIR, WriteShards, WriteStats, clear_spill
 from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
 log = logging.getLogger("memllm")
@@ -72,7 +72,8 @@ def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig
     if cfg.memory == "embedding":
         reads = BuildReadExamplesWithMemory(embedding_memory_path(cfg), cfg.embedding_model, cfg.memory_preset)
     else:
-        reads = BuildReadExamples(cfg.memory_buckets or memory_buckets(sum(f.size for f in files)))
+        buckets = cfg.memory_buckets or memory_buckets(sum(f.size for f in files))
+        reads = BuildReadExamples(buckets, spill_dir=FileSystems.join(cfg.output, SPILL_DIR, "batches"))
     read_rows, mr_dead, mr_counts = batches | "MemoryRead" >> reads
 
     written = [

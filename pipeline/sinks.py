@@ -108,8 +108,8 @@ def read_spill(path: str) -> pa.Table:
 
 
 def clear_spill(out_dir: str, tables: Iterable[str]) -> None:
-    """Remove the spill files of every table (after a run, or left by an interrupted one)."""
-    spills = [FileSystems.join(out_dir, t, SPILL_DIR) for t in tables]
+    """Remove the spill files of every table and of the run (after it, or left by an interrupted one)."""
+    spills = [FileSystems.join(out_dir, t, SPILL_DIR) for t in tables] + [FileSystems.join(out_dir, SPILL_DIR)]
     existing = [p for p in spills if FileSystems.exists(p)]
     if existing:
         FileSystems.delete(existing)
