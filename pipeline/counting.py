@@ -22,7 +22,7 @@ NAMESPACE = "memllm"
 RECORD_PREVIEW = 2000
 
 
-def dead_letter(source: str, record: object, step: str, reason: str) -> dict:
+def dead_letter(source: str, record: object, step: str, reason: str, split: str | None = None) -> dict:
     if not isinstance(record, str):
         try:
             record = json.dumps(record, ensure_ascii=False)
@@ -30,7 +30,10 @@ def dead_letter(source: str, record: object, step: str, reason: str) -> dict:
             record = repr(record)
     if len(record) > RECORD_PREVIEW:
         record = record[:RECORD_PREVIEW] + "…"
-    return {"source": source, "record": record, "step": step, "reason": reason}
+    out = {"source": source, "record": record, "step": step, "reason": reason}
+    if split is not None:  # else the sink finds it from the input file named in `source`
+        out["split"] = split
+    return out
 
 
 class CountingDoFn(beam.DoFn):
@@ -49,9 +52,15 @@ class CountingDoFn(beam.DoFn):
             self._counts[name] += n
             beam.metrics.Metrics.counter(NAMESPACE, name).inc(n)
 
-    def reject(self, source: str, record: object, step: str, reason: str) -> beam.pvalue.TaggedOutput:
+    def reject(
+        self, source: str, record: object, step: str, reason: str, split: str | None = None
+    ) -> beam.pvalue.TaggedOutput:
         self.count(f"{step}.rejected")
-        return beam.pvalue.TaggedOutput(DEAD, dead_letter(source, record, step, reason))
+        return beam.pvalue.TaggedOutput(DEAD, dead_letter(source, record, step, reason, split))
+
+    def reject_document(self, doc, step: str, error: Exception) -> beam.pvalue.TaggedOutput:
+        """A dead letter for a valid document that a step failed on (a bug, or input no rule foresaw)."""
+        return self.reject(doc.doc_id, doc.to_row(), step, f"{type(error).__name__}: {error}", doc.split)
 
     def finish_bundle(self):
         resume_gc()

@@ -40,7 +40,6 @@ from memory.exact import HEAD, TAIL
 from pipeline.batches import DocumentBatch, runs_without_gc
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
 from schemas.api import Query
-from schemas.document import Document
 
 BYTES_PER_MEMORY_BUCKET = 4 << 20  # of DocRED-format input: ~40k (key, answer) pairs
 MIN_MEMORY_BUCKETS, MAX_MEMORY_BUCKETS = 8, 1 << 16
@@ -55,10 +54,6 @@ def memory_buckets(input_bytes: int) -> int:
 def memory_bucket(key: tuple[str, str, str], buckets: int) -> int:
     """A stable bucket of a query key (crc32: the same on every worker, run and Python)."""
     return zlib.crc32("\x1f".join(key).encode("utf-8")) % buckets
-
-
-def _reject_document(fn: CountingDoFn, doc: Document, step: str, e: Exception):
-    return fn.reject(doc.doc_id, doc.to_row(), step, f"{type(e).__name__}: {e}")
 
 
 class AssignEvidenceFn(CountingDoFn):
@@ -100,7 +95,7 @@ class BuildWriteExamplesFn(CountingDoFn):
                 if rng is not None:  # the next document's stream must not depend on where this one failed
                     rng.setstate(state)
                     skip_document(doc, rng)
-                yield _reject_document(self, doc, "memory_write", e)
+                yield self.reject_document(doc, "memory_write", e)
                 continue
             self.count("memory_write.examples", len(examples))
             self.count("memory_write.triples", sum(len(ex.triples) for ex in examples))
@@ -137,7 +132,9 @@ def known_answers(batch: DocumentBatch, buckets: int):
     labels, known = property_labels(), defaultdict(set)
     for doc in batch.docs:
         for rel in doc.relations:
-            label = labels[rel.r]
+            label = labels.get(rel.r)
+            if label is None:  # a document no validation caught: `FinishReadsFn` rejects it with the reason
+                continue
             asks_tail, asks_head = _asked_sides(label)
             heads = {m.name for m in doc.entities[rel.h].mentions}
             tails = {m.name for m in doc.entities[rel.t].mentions}
@@ -187,7 +184,7 @@ class FinishReadsFn(CountingDoFn):
                     plan = plan_reads(doc, labels)
                     examples = finish_reads(plan, results)
                 except Exception as e:  # noqa: BLE001 - one bad document must not stop the run
-                    yield _reject_document(self, doc, "memory_read", e)
+                    yield self.reject_document(doc, "memory_read", e)
                     continue
                 self.count("memory_read.target_groups", len(plan.groups))
                 self.count("memory_read.queries_needed", len(plan.needed))

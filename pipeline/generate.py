@@ -104,7 +104,7 @@ def embedding_memory_path(cfg: GenerateConfig) -> str:
 def _with_split(dead: dict, splits: dict[str, str]) -> list[dict]:
     """A dead letter with the split of its input file, as a list of rows for `WriteShards`."""
     path = dead["source"].rsplit("#", 1)[0].rsplit("@", 1)[0]
-    return [{**dead, "split": splits.get(path, "unknown")}]
+    return [{**dead, "split": dead.get("split") or splits.get(path, "unknown")}]
 
 
 def clear_previous_output(out: str) -> None:

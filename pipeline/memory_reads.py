@@ -93,7 +93,7 @@ class ReadWithMemoryFn(CountingDoFn):
             try:
                 plans.append((doc, plan_reads(doc, labels)))
             except Exception as e:  # noqa: BLE001 - one bad document must not stop the run
-                yield self.reject(doc.doc_id, doc.to_row(), "memory_read", f"{type(e).__name__}: {e}")
+                yield self.reject_document(doc, "memory_read", e)
         needed = list(dict.fromkeys(q for _, plan in plans for q in plan.needed))
         results = dict(zip(needed, self.memory.query_names(needed)))
         self.count("memory_read.queries_asked", len(needed))
@@ -102,7 +102,7 @@ class ReadWithMemoryFn(CountingDoFn):
             try:
                 examples = finish_reads(plan, results)
             except Exception as e:  # noqa: BLE001
-                yield self.reject(doc.doc_id, doc.to_row(), "memory_read", f"{type(e).__name__}: {e}")
+                yield self.reject_document(doc, "memory_read", e)
                 continue
             self.count("memory_read.target_groups", len(plan.groups))
             self.count("memory_read.queries_needed", len(plan.needed))

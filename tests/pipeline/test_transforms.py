@@ -1,5 +1,6 @@
 """Beam transforms with TestPipeline + assert_that: the same examples as the annotators in-process."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -71,3 +72,20 @@ def test_memory_bucket_is_the_same_in_every_process():
         for seed in ("1", "2")
     }
     assert seen == {str([memory_bucket(k, 1024) for k in keys])}
+
+
+def test_a_document_a_step_fails_on_is_a_dead_letter_and_its_batch_goes_on(sample_docs, labels):
+    """A document that passed validation but breaks a builder (here: a property with no label) costs only itself."""
+    broken = dataclasses.replace(
+        sample_docs[0], doc_id="broken", relations=[dataclasses.replace(sample_docs[0].relations[0], r="P0")]
+    )
+    docs = [broken, *sample_docs[1:]]
+    expected = [ex.to_row() for d in sample_docs[1:] for ex in build_write_examples(d, labels)]
+    with TestPipeline(argv=OPTIONS) as p:
+        write_rows, write_dead, _ = p | "W" >> beam.Create(batches(docs)) | BuildWriteExamples()
+        assert_that(rows_as_json(write_rows), equal_to(as_json(expected)))
+        reasons = write_dead | beam.Map(lambda d: (d["source"], d["step"], d["split"], d["reason"].split(":")[0]))
+        assert_that(reasons, equal_to([("broken", "memory_write", "train", "KeyError")]), label="WriteDead")
+        _, read_dead, _ = p | "R" >> beam.Create(batches(docs)) | BuildReadExamples()
+        steps = read_dead | "Steps" >> beam.Map(lambda d: (d["source"], d["step"], d["split"]))
+        assert_that(steps, equal_to([("broken", "memory_read", "train")]), label="ReadDead")
