@@ -9,11 +9,17 @@ and all of DocRED distant have none. Modes:
   sentence, the other at or before it).
 - `llm` (an LLM judge, with the reference's fallback) is not here yet.
 Relations that have evidence keep it. Documents are not modified: a new `Document` is returned.
+
+A judge is scored as in the paper (§5 "Validation set"): on human evidence, positives are (focus sentence,
+relation) pairs whose sentence is annotated evidence, negatives pairs whose sentence mentions one of the two
+entities but is not evidence (`validation_set`, `judge_scores`; `memllm evidence-eval`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from schemas.document import Document, Relation
 
@@ -40,3 +46,50 @@ def assign_evidence(doc: Document, mode: str) -> tuple[Document, int]:
             relations.append(replace(rel, evidence=[heuristic_evidence(doc, rel)]))
             assigned += 1
     return (replace(doc, relations=relations) if assigned else doc), assigned
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One judgement to make: does sentence `sent_id` of `doc` express relation `label_index`?"""
+
+    doc: Document
+    label_index: int
+    sent_id: int
+    is_evidence: bool  # the human annotation
+
+    @property
+    def relation(self) -> Relation:
+        return self.doc.relations[self.label_index]
+
+
+def validation_set(docs: Iterable[Document], positives: int = 1000, negatives: int = 1000, seed: int = 0):
+    """`positives` + `negatives` candidates drawn (seeded) from relations with human evidence."""
+    pos, neg = [], []
+    for doc in docs:
+        for i, rel in enumerate(doc.relations):
+            if not rel.evidence:
+                continue
+            evidence = set(rel.evidence)
+            mentioned = {m.sent_id for e in (rel.h, rel.t) for m in doc.entities[e].mentions}
+            for s in sorted(evidence | mentioned):
+                (pos if s in evidence else neg).append(Candidate(doc, i, s, s in evidence))
+    rng = random.Random(seed)
+    return rng.sample(pos, min(positives, len(pos))) + rng.sample(neg, min(negatives, len(neg)))
+
+
+def heuristic_judge(candidates: Sequence[Candidate]) -> list[bool]:
+    """Yes exactly at the heuristic's sentence (both entities first seen)."""
+    return [c.sent_id == heuristic_evidence(c.doc, c.relation) for c in candidates]
+
+
+def judge_scores(candidates: Sequence[Candidate], said: Sequence[bool]) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of the judge's Yes against the human evidence."""
+    tp = sum(c.is_evidence and s for c, s in zip(candidates, said))
+    fp = sum(not c.is_evidence and s for c, s in zip(candidates, said))
+    fn = sum(c.is_evidence and not s for c, s in zip(candidates, said))
+    tn = len(candidates) - tp - fp - fn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    accuracy = (tp + tn) / len(candidates) if candidates else 0.0
+    return {"n": len(candidates), "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}

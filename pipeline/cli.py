@@ -164,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memllm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
-    for module, adder in (("trainer.cli", "add_train_parser"), ("memory.cli", "add_memory_parser")):
+    adders = (
+        ("trainer.cli", "add_train_parser"),
+        ("memory.cli", "add_memory_parser"),
+        ("annotators.evidence_eval", "add_evidence_eval_parser"),
+    )
+    for module, adder in adders:
         try:
             mod = __import__(module, fromlist=[adder])
         except ImportError:

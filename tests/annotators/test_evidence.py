@@ -2,7 +2,7 @@
 
 import pytest
 
-from annotators.evidence import assign_evidence
+from annotators.evidence import Candidate, assign_evidence, judge_scores, validation_set
 from annotators.write_examples import build_write_examples
 from schemas.document import Document, Entity, Mention, Relation
 
@@ -37,3 +37,35 @@ def test_an_evidence_less_fact_is_written_once_instead_of_at_every_sentence(labe
     sentences_with_triples = lambda x: [e.sent_id for e in build_write_examples(x, labels) if e.triples]  # noqa: E731
     assert sentences_with_triples(d) == [0, 1, 2]  # the reference's treatment: wherever a pair qualifies
     assert sentences_with_triples(assign_evidence(d, "heuristic")[0]) == [0]
+
+
+def test_judge_scores_by_hand():
+    d = doc([Relation(0, 1, "P26", [0])])
+    cands = [Candidate(d, 0, 0, True), Candidate(d, 0, 1, False), Candidate(d, 0, 2, False), Candidate(d, 0, 0, True)]
+    s = judge_scores(cands, [True, True, False, False])  # tp 1, fp 1, tn 1, fn 1
+    assert (s["accuracy"], s["precision"], s["recall"], s["f1"]) == (0.5, 0.5, 0.5, 0.5)
+
+
+def test_validation_set_is_the_papers_and_seeded(dev_docs):
+    cands = validation_set(dev_docs, 300, 200, seed=3)
+    assert sum(c.is_evidence for c in cands) == 300 and len(cands) == 500
+    for c in cands:
+        mentioned = {m.sent_id for e in (c.relation.h, c.relation.t) for m in c.doc.entities[e].mentions}
+        assert c.relation.evidence and (c.sent_id in c.relation.evidence) == c.is_evidence
+        assert c.is_evidence or c.sent_id in mentioned
+    again = validation_set(dev_docs, 300, 200, seed=3)
+    assert [(c.doc.doc_id, c.label_index, c.sent_id) for c in again] == [
+        (c.doc.doc_id, c.label_index, c.sent_id) for c in cands
+    ]
+
+
+def test_evidence_eval_prints_the_heuristic_on_dev(capsys):
+    from pipeline.cli import main
+    from tests.conftest import shared_file
+
+    assert main(["evidence-eval", "--input", str(shared_file("redocred", "dev_revised.json"))]) == 0
+    name, n, accuracy, precision, recall, f1 = capsys.readouterr().out.splitlines()[1].split()
+    assert name == "heuristic" and n == "2000"
+    assert float(precision) > float(recall) > 0  # it says Yes at one sentence only; evidence is often several
+    p, r = float(precision), float(recall)
+    assert abs(float(f1) - 2 * p * r / (p + r)) < 2e-3
