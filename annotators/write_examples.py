@@ -21,7 +21,7 @@ name-triple of another, which is then not written (4 of Re-DocRED dev's 4,110 se
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from schemas.document import Document
 from schemas.records import WriteExample, WriteTriple
@@ -79,14 +79,24 @@ def reference_shuffle_sizes(record: object) -> list[int]:
     """
     sizes: list[int] = []
     try:
-        counts = [len(v) for v in record["vertexSet"]]
         labels = record["labels"]
+        pairs = [(label["h"], label["t"]) for label in labels]
         evidences = [label.get("evidence", []) for label in labels]
-        for selected in _selected_per_sentence(len(record["sents"]), evidences):
-            sizes.extend(counts[labels[i]["h"]] * counts[labels[i]["t"]] for i in selected)
+        counts = [len(v) for v in record["vertexSet"]]
+        sizes.extend(_shuffle_sizes(len(record["sents"]), counts, pairs, evidences))
     except (KeyError, TypeError, IndexError, AttributeError):
         pass
     return sizes
+
+
+def _shuffle_sizes(
+    n_sents: int, mention_counts: list[int], pairs: list[tuple[int, int]], evidences: list[list[int]]
+) -> Iterator[int]:
+    """Per sentence, per selected relation: the size of its mention product, which the builder shuffles."""
+    for selected in _selected_per_sentence(n_sents, evidences):
+        for i in selected:
+            h, t = pairs[i]
+            yield mention_counts[h] * mention_counts[t]
 
 
 def advance_reference_rng(record: object, rng: random.Random) -> None:
@@ -98,10 +108,9 @@ def advance_reference_rng(record: object, rng: random.Random) -> None:
 def skip_document(doc: Document, rng: random.Random) -> None:
     """Consume exactly what `build_write_examples(doc, rng=rng)` draws, without building anything."""
     counts = [len(e.mentions) for e in doc.entities]
-    for selected in _selected_per_sentence(len(doc.sents), [r.evidence for r in doc.relations]):
-        for i in selected:
-            rel = doc.relations[i]
-            consume_shuffle(rng, counts[rel.h] * counts[rel.t])
+    pairs = [(r.h, r.t) for r in doc.relations]
+    for n in _shuffle_sizes(len(doc.sents), counts, pairs, [r.evidence for r in doc.relations]):
+        consume_shuffle(rng, n)
 
 
 def build_write_examples(

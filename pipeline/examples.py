@@ -27,12 +27,13 @@ import pickle
 import random
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from annotators.evidence import assign_evidence
-from annotators.read_examples import finish_reads, is_skipped, plan_reads
+from annotators.read_examples import ReadPlan, finish_reads, is_skipped, plan_reads
 from annotators.relation_labels import property_labels
 from annotators.write_examples import build_write_examples, consume_shuffle, skip_document
 from memory.base import RESULT_LIMIT
@@ -40,6 +41,7 @@ from memory.exact import HEAD, TAIL
 from pipeline.batches import DocumentBatch, runs_without_gc
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
 from schemas.api import Query
+from schemas.document import Document
 
 BYTES_PER_MEMORY_BUCKET = 4 << 20  # of DocRED-format input: ~40k (key, answer) pairs
 MIN_MEMORY_BUCKETS, MAX_MEMORY_BUCKETS = 8, 1 << 16
@@ -170,32 +172,47 @@ def _query_of(key) -> Query:
     return Query(name, relation, None) if side == TAIL else Query(None, relation, name)
 
 
-class FinishReadsFn(CountingDoFn):
+class ReadExamplesFn(CountingDoFn):
+    """Plans and finishes Algorithm 1 per document, for either memory; a document that fails is a dead letter."""
+
+    def plan_documents(self, docs: Iterable[Document]) -> tuple[list[tuple[Document, ReadPlan]], list]:
+        labels, plans, dead = property_labels(), [], []
+        for doc in docs:
+            try:
+                plans.append((doc, plan_reads(doc, labels)))
+            except Exception as e:  # noqa: BLE001 - one bad document must not stop the run
+                dead.append(self.reject_document(doc, "memory_read", e))
+        return plans, dead
+
+    def finish_documents(self, plans: list[tuple[Document, ReadPlan]], results) -> tuple[list[dict], list]:
+        rows, dead = [], []
+        for doc, plan in plans:
+            try:
+                examples = finish_reads(plan, results)
+            except Exception as e:  # noqa: BLE001
+                dead.append(self.reject_document(doc, "memory_read", e))
+                continue
+            self.count("memory_read.target_groups", len(plan.groups))
+            self.count("memory_read.queries_needed", len(plan.needed))
+            self.count("memory_read.examples", len(examples))
+            self.count("memory_read.documents_without_reads", not examples)
+            rows.extend(ex.to_row() for ex in examples)
+        return rows, dead
+
+
+class FinishReadsFn(ReadExamplesFn):
     """(batch key, {batch, results}) → one list of memory_read rows (+ dead letters, counts)."""
 
     def process(self, element):
         _, grouped = element
-        labels = property_labels()
         results = {_query_of(key): names for part in grouped["results"] for key, names in part}
-        rows = []
-        for pickled in grouped["batch"]:
-            for doc in _load_batch(pickled).docs:
-                try:
-                    plan = plan_reads(doc, labels)
-                    examples = finish_reads(plan, results)
-                except Exception as e:  # noqa: BLE001 - one bad document must not stop the run
-                    yield self.reject_document(doc, "memory_read", e)
-                    continue
-                self.count("memory_read.target_groups", len(plan.groups))
-                self.count("memory_read.queries_needed", len(plan.needed))
-                self.count("memory_read.examples", len(examples))
-                self.count("memory_read.documents_without_reads", not examples)
-                rows.extend(ex.to_row() for ex in examples)
+        plans, dead = self.plan_documents(doc for ref in grouped["batch"] for doc in _load_batch(ref).docs)
+        rows, failed = self.finish_documents(plans, results)
+        yield from dead + failed
         if rows:
             yield rows
 
 
-@runs_without_gc
 class KeyBatchFn(beam.DoFn):
     """DocumentBatch → (batch key, the batch pickled, or the name of a spill file holding it).
 

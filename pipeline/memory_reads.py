@@ -25,11 +25,12 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from annotators.docred import InvalidDocument, Record, scan_json_records
-from annotators.read_examples import finish_reads, gold_triples, plan_reads
+from annotators.read_examples import gold_triples
 from annotators.relation_labels import property_labels
 from pipeline.batches import DocumentBatch
-from pipeline.counting import COUNTS, DEAD, CountingDoFn
+from pipeline.counting import COUNTS, DEAD
 from pipeline.docred_source import InputFile, _document
+from pipeline.examples import ReadExamplesFn
 
 log = logging.getLogger("memllm")
 
@@ -75,7 +76,7 @@ def ensure_embedding_memory(path: str, files: list[InputFile], model: str) -> di
         return memory.store.counts()
 
 
-class ReadWithMemoryFn(CountingDoFn):
+class ReadWithMemoryFn(ReadExamplesFn):
     """DocumentBatch → one list of memory_read rows, every query answered by the stored memory."""
 
     def __init__(self, memory_path: str, model: str, preset: str):
@@ -88,27 +89,12 @@ class ReadWithMemoryFn(CountingDoFn):
         self.memory = EmbeddingMemory(self.memory_path, load_embedder(self.model), self.preset, create=False)
 
     def process(self, batch: DocumentBatch):
-        labels, plans = property_labels(), []
-        for doc in batch.docs:
-            try:
-                plans.append((doc, plan_reads(doc, labels)))
-            except Exception as e:  # noqa: BLE001 - one bad document must not stop the run
-                yield self.reject_document(doc, "memory_read", e)
+        plans, dead = self.plan_documents(batch.docs)
         needed = list(dict.fromkeys(q for _, plan in plans for q in plan.needed))
         results = dict(zip(needed, self.memory.query_names(needed)))
         self.count("memory_read.queries_asked", len(needed))
-        rows = []
-        for doc, plan in plans:
-            try:
-                examples = finish_reads(plan, results)
-            except Exception as e:  # noqa: BLE001
-                yield self.reject_document(doc, "memory_read", e)
-                continue
-            self.count("memory_read.target_groups", len(plan.groups))
-            self.count("memory_read.queries_needed", len(plan.needed))
-            self.count("memory_read.examples", len(examples))
-            self.count("memory_read.documents_without_reads", not examples)
-            rows.extend(ex.to_row() for ex in examples)
+        rows, failed = self.finish_documents(plans, results)
+        yield from dead + failed
         if rows:
             yield rows
 

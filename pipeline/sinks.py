@@ -170,7 +170,7 @@ class WriteShards(beam.PTransform):
     def _spill(self, rows: list[dict]) -> tuple[str, dict[str, int]]:
         """Rows → (spill file, rows per split). The name comes from the rows (ids are unique): reruns match."""
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        name = hashlib.sha1(self._keys(table)[0].encode("utf-8")).hexdigest()[:20]
+        name = hashlib.sha1(self._keys(table.slice(0, 1))[0].encode("utf-8")).hexdigest()[:20]
         path = write_spill(FileSystems.join(self.directory, SPILL_DIR, f"{name}-{len(rows)}.arrow"), table)
         return path, dict(Counter(table.column("split").to_pylist()))
 
