@@ -44,7 +44,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["schemas", "schemas.*", "annotators", "annotators.*", "memory",
                                     "memory.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]),
-    package_data={"annotators": ["data/*.json"], "pipeline": ["sample/*.json"]},
+    package_data={"annotators": ["data/*.json"], "pipeline": ["sample/*.json", "sample/*.jsonl"]},
     include_package_data=True,
     install_requires=BASE,
     extras_require=EXTRAS,

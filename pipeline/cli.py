@@ -18,13 +18,15 @@ from memory.presets import DEFAULT_PRESET, PRESETS
 from pipeline.docred_source import InputError
 
 SAMPLE = "sample_docred.json"
+WIKIPEDIA_SAMPLE = "sample_wikipedia.jsonl"  # with its knowledge base, in the Wikidata dump format:
+WIKIPEDIA_SAMPLE_KB = "sample_wikidata.json"
 DEFAULT_OUTPUT = "memllm-out"
 # Tests and CI pin the FnApiRunner: the default DirectRunner first tries to download Prism.
 DEFAULT_RUNNER = "FnApiRunner"
 
 
-def sample_path() -> str:
-    return str(resources.files("pipeline") / "sample" / SAMPLE)
+def sample_path(name: str = SAMPLE) -> str:
+    return str(resources.files("pipeline") / "sample" / name)
 
 
 def _beam_option_parser() -> argparse.ArgumentParser:
@@ -66,7 +68,8 @@ def add_generate_parser(sub) -> None:
         "--source",
         choices=["docred", "wikipedia"],
         default="docred",
-        help="input kind: DocRED-format JSON (DocRED, Re-DocRED, DocRED distant) or Wikipedia Parquet",
+        help="input kind: DocRED-format JSON (DocRED, Re-DocRED, DocRED distant) or Wikipedia articles "
+        "(HF wikimedia/wikipedia Parquet, or JSON lines with id, url, title, text)",
     )
     g.add_argument(
         "--input",
@@ -85,7 +88,19 @@ def add_generate_parser(sub) -> None:
         default=None,
         help="value of the `source` column (default: from file names: redocred, docred, docred_distant)",
     )
-    g.add_argument("--kb", default=None, help="knowledge base (Wikipedia path)")
+    g.add_argument(
+        "--kb",
+        default=None,
+        metavar="DUMP_OR_DIR",
+        help="Wikipedia path: a Wikidata JSON dump (.json, .json.gz, .json.bz2; built once into OUTPUT/kb as "
+        "Parquet and reused) or a KB directory built from one (default with no --input: the sample's KB)",
+    )
+    g.add_argument(
+        "--sections",
+        choices=["lead", "full"],
+        default="lead",
+        help="Wikipedia path: the lead section only (as MemLLM's Wikipedia memory) or the full text",
+    )
     g.add_argument(
         "--memory",
         choices=["exact", "embedding"],
@@ -130,19 +145,24 @@ def add_generate_parser(sub) -> None:
 def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.generate import GenerateConfig, run, summary_table
 
-    if args.source != "docred":
-        raise InputError("--source wikipedia is not available yet (the raw-text path is issue 4)")
+    wikipedia = args.source == "wikipedia"
+    if not wikipedia and (args.kb or args.sections != "lead"):
+        raise InputError("--kb and --sections need --source wikipedia")
+    if wikipedia and args.inputs and not args.kb:
+        raise InputError("--source wikipedia needs --kb (a Wikidata JSON dump or a KB directory)")
     if args.memory != "embedding" and (args.memory_path or args.memory_preset != DEFAULT_PRESET):
         raise InputError("--memory-path and --memory-preset need --memory embedding")
     if args.evidence == "llm":
         raise InputError("--evidence llm is not available yet; use --evidence keep or heuristic")
     if args.rows_per_shard < 1:
         raise InputError("--rows_per_shard must be at least 1")
-    inputs = args.inputs or [sample_path()]
+    inputs = args.inputs or [sample_path(WIKIPEDIA_SAMPLE if wikipedia else SAMPLE)]
     cfg = GenerateConfig(
         inputs=inputs,
         output=args.output or DEFAULT_OUTPUT,
         source=args.source,
+        kb=args.kb or (sample_path(WIKIPEDIA_SAMPLE_KB) if wikipedia else None),
+        sections=args.sections,
         dataset=args.dataset or ("sample" if not args.inputs else None),
         split=args.split,
         memory=args.memory,

@@ -22,7 +22,7 @@ from memory.embedding import CONTRIEVER
 from memory.presets import DEFAULT_PRESET
 from pipeline.card import render_card
 from pipeline.counting import COUNTS
-from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
+from pipeline.docred_source import InputError, InputFile, ReadDocRED, match_inputs
 from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
 from pipeline.sinks import SPILL_DIR, WriteShards, WriteStats, clear_spill
@@ -37,7 +37,9 @@ TABLES = ("memory_write", "memory_read", "documents", "errors")
 class GenerateConfig:
     inputs: list[str]
     output: str
-    source: str = "docred"
+    source: str = "docred"  # "docred" (DocRED-format JSON) or "wikipedia" (raw articles, annotated here)
+    kb: str | None = None  # Wikipedia: a Wikidata JSON dump (built into OUT/kb) or a KB directory
+    sections: str = "lead"  # Wikipedia: "lead" section only (as MemLLM's Wikipedia memory) or "full" text
     dataset: str | None = None  # the `source` column; inferred from file names when None
     split: str | None = None
     memory: str = "exact"  # "exact": a join on the gold triples; "embedding": a stored embedding memory
@@ -57,8 +59,15 @@ class GenerateConfig:
         return out
 
 
-def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig) -> None:
-    batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
+def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig, kb_dir: str | None = None) -> None:
+    if cfg.source == "wikipedia":
+        from annotators.wikipedia import AnnotationConfig
+        from pipeline.wikipedia_source import ReadWikipedia
+
+        config = AnnotationConfig(sections=cfg.sections)
+        batches, read_dead, read_counts = p | "ReadWikipedia" >> ReadWikipedia(files, kb_dir, config)
+    else:
+        batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
 
     evidence_counts = []
     if cfg.evidence != "keep":
@@ -81,7 +90,7 @@ def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig
         | "WriteMemoryWrite" >> WriteShards(cfg.output, "memory_write", cfg.rows_per_shard, MEMORY_WRITE_SCHEMA),
         read_rows | "WriteMemoryRead" >> WriteShards(cfg.output, "memory_read", cfg.rows_per_shard, MEMORY_READ_SCHEMA),
     ]
-    if cfg.write_documents:
+    if cfg.write_documents or cfg.source == "wikipedia":  # raw-text input: the annotation is an output too
         doc_rows = batches | "DocumentRows" >> beam.Map(lambda b: [d.to_row() for d in b.docs])
         written.append(
             doc_rows | "WriteDocuments" >> WriteShards(cfg.output, "documents", cfg.rows_per_shard, DOCUMENTS_SCHEMA)
@@ -123,11 +132,50 @@ def clear_previous_output(out: str) -> None:
     clear_spill(out, TABLES)
 
 
+def resolve_kb(cfg: GenerateConfig) -> str:
+    """The KB directory of a Wikipedia run: `--kb` itself, or OUT/kb built from the dump `--kb` names
+    (kept, and reused by a later run given the same dump)."""
+    from pipeline.kb_source import DOCRED_PROPERTIES, build_kb, built_from, dump_marker, is_dump, is_kb_dir
+
+    if cfg.kb is None:
+        raise InputError("--source wikipedia needs --kb (a Wikidata JSON dump, or a KB directory built from one)")
+    if is_kb_dir(cfg.kb):
+        return cfg.kb
+    if not FileSystems.exists(cfg.kb):
+        raise InputError(f"{cfg.kb}: no such file or KB directory")
+    if not is_dump(cfg.kb):
+        raise InputError(
+            f"{cfg.kb}: neither a KB directory (entities/, facts/) nor a Wikidata JSON dump (.json[.gz|.bz2])"
+        )
+    kb_dir = FileSystems.join(cfg.output, "kb")
+    if built_from(kb_dir) == dump_marker(cfg.kb, DOCRED_PROPERTIES):
+        log.info("reusing the KB in %s (built from %s)", kb_dir, cfg.kb)
+        return kb_dir
+    counts = build_kb(cfg.kb, kb_dir, cfg.beam_args)
+    log.info(
+        "KB: %s entities, %s facts, %s broken lines",
+        f"{counts.get('kb.entities', 0):,}",
+        f"{counts.get('kb.facts', 0):,}",
+        f"{counts.get('kb.rejected', 0):,}",
+    )
+    return kb_dir
+
+
 def run(cfg: GenerateConfig, command: str | None = None) -> dict:
     """Run the job; return the counters. Raises `InputError` for unusable input before starting."""
-    files = match_inputs(cfg.inputs, cfg.split, cfg.dataset)
+    kb_dir = None
+    if cfg.source == "wikipedia":
+        from pipeline.wikipedia_source import match_article_inputs
+
+        files = match_article_inputs(cfg.inputs, cfg.split, cfg.dataset or "wikipedia")
+        if cfg.memory == "embedding":
+            raise InputError("--memory embedding is available for DocRED-format input only (for now)")
+    else:
+        files = match_inputs(cfg.inputs, cfg.split, cfg.dataset)
     FileSystems.mkdirs(cfg.output) if not FileSystems.exists(cfg.output) else None
     clear_previous_output(cfg.output)
+    if cfg.source == "wikipedia":
+        kb_dir = resolve_kb(cfg)
     log.info("memllm generate: %d input file(s) → %s", len(files), cfg.output)
     for f in files:
         log.info("  %s (%s, %s, split %s)", f.path, f.fmt, f.source, f.split)
@@ -141,7 +189,7 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
         log.info("embedding memory: %s triples, %s entities", f"{counts['triples']:,}", f"{counts['entities']:,}")
     options = PipelineOptions(cfg.beam_args)
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, files, cfg)
+        build_pipeline(p, files, cfg, kb_dir)
     clear_spill(cfg.output, TABLES)
     elapsed = time.time() - started
 
@@ -167,12 +215,22 @@ def _command_line() -> str:
 def summary_table(stats: dict, out: str) -> str:
     """A closing table of the run's counts."""
     records = stats.get("input.records", 0)
-    valid = stats.get("documents.valid", 0)
-    rejected = stats.get("validate.rejected", 0)
+    if "articles.annotated" in stats or "annotate.rejected" in stats:  # raw text: records are articles
+        valid = stats.get("articles.annotated", 0)
+        rejected = stats.get("annotate.rejected", 0)
+        head = [
+            ("input articles", records),
+            ("  annotated", valid),
+            ("  rejected (dead letters)", rejected),
+            ("documents", stats.get("documents.valid", 0)),
+            ("  relations annotated", stats.get("annotate.relations", 0)),
+        ]
+    else:
+        valid = stats.get("documents.valid", 0)
+        rejected = stats.get("validate.rejected", 0)
+        head = [("input records", records), ("  valid documents", valid), ("  rejected (dead letters)", rejected)]
     rows = [
-        ("input records", records),
-        ("  valid documents", valid),
-        ("  rejected (dead letters)", rejected),
+        *head,
         ("damaged JSON regions", stats.get("input.json_errors", 0)),
         ("memory-write examples", stats.get("memory_write.examples", 0)),
         ("  triples written", stats.get("memory_write.triples", 0)),

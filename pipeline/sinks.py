@@ -60,12 +60,12 @@ def _write_atomically(path: str, write) -> None:
     FileSystems.rename([tmp], [path])
 
 
-def write_parquet_file(path: str, table: pa.Table, sort_by: str = "id") -> None:
-    """Write `table` sorted by its unique `sort_by` column, one row group at a time.
+def write_parquet_file(path: str, table: pa.Table, sort_by: tuple[str, ...] = ("id",)) -> None:
+    """Write `table` sorted by its `sort_by` columns (unique together), one row group at a time.
 
     Sorting gathers rows by index into each row group as it is written, so the writer holds the input and
     one row group, never a second sorted copy of the whole shard. The layout depends only on the rows."""
-    order = pc.sort_indices(table.column(sort_by))
+    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in sort_by])
 
     def write(f) -> None:
         with pq.ParquetWriter(
@@ -127,22 +127,39 @@ def write_jsonl_file(path: str, rows: list[dict]) -> None:
 class WriteShards(beam.PTransform):
     """Lists of rows (dicts with `split`, `id` for Parquet) → `OUT/<table>/<split>-0000k-of-0000N.<ext>`.
 
-    Parquet shards are sorted by `id`; JSONL (dead letters) by their full content. Outputs
+    Parquet shards are sorted by `id` (or by `key`, columns unique together); JSONL (dead letters) by their
+    full content. A table without a `split` column (the KB) names one with `split`. Outputs
     `("<table>.<split>.rows", n)` pairs for `stats.json`.
     """
 
-    def __init__(self, out_dir: str, table: str, rows_per_shard: int, schema: pa.Schema, fmt: str = "parquet"):
+    def __init__(
+        self,
+        out_dir: str,
+        table: str,
+        rows_per_shard: int,
+        schema: pa.Schema,
+        fmt: str = "parquet",
+        key: tuple[str, ...] = ("id",),
+        split: str | None = None,
+    ):
         super().__init__()
         self.directory = FileSystems.join(out_dir, table)
         self.table = table
         self.rows_per_shard = rows_per_shard
         self.schema = schema
         self.fmt = fmt
+        self.key = key
+        self.split = split
 
     def _keys(self, table: pa.Table) -> list[str]:
-        if self.fmt == "parquet":
-            return table.column("id").to_pylist()
-        return [_json_line(r) for r in table.to_pylist()]
+        if self.fmt != "parquet":
+            return [_json_line(r) for r in table.to_pylist()]
+        if len(self.key) == 1:
+            return table.column(self.key[0]).to_pylist()
+        return ["\x1f".join(parts) for parts in zip(*(table.column(c).to_pylist() for c in self.key))]
+
+    def _splits(self, table: pa.Table) -> list[str]:
+        return [self.split] * table.num_rows if self.split else table.column("split").to_pylist()
 
     def expand(self, row_lists):
         spilled = row_lists | "Spill" >> beam.Map(self._spill)
@@ -172,14 +189,14 @@ class WriteShards(beam.PTransform):
         table = pa.Table.from_pylist(rows, schema=self.schema)
         name = hashlib.sha1(self._keys(table.slice(0, 1))[0].encode("utf-8")).hexdigest()[:20]
         path = write_spill(FileSystems.join(self.directory, SPILL_DIR, f"{name}-{len(rows)}.arrow"), table)
-        return path, dict(Counter(table.column("split").to_pylist()))
+        return path, dict(Counter(self._splits(table)))
 
     @runs_without_gc
     def _slice_by_shard(self, spill: tuple[str, dict], totals: dict):
         path = spill[0]
         table = read_spill(path)
         rows_of = defaultdict(list)
-        for i, (split, key) in enumerate(zip(table.column("split").to_pylist(), self._keys(table))):
+        for i, (split, key) in enumerate(zip(self._splits(table), self._keys(table))):
             rows_of[(split, _shard_of(key, totals[split]))].append(i)
         for (split, shard), indices in sorted(rows_of.items()):
             part = path.removesuffix(".arrow") + f"-{split}-{shard:05d}.arrow"
@@ -192,7 +209,7 @@ class WriteShards(beam.PTransform):
         table = pa.concat_tables(parts) if parts else self.schema.empty_table()
         path = FileSystems.join(self.directory, shard_name(split, index, totals[split], "." + self.fmt))
         if self.fmt == "parquet":
-            write_parquet_file(path, table)
+            write_parquet_file(path, table, self.key)
         else:
             write_jsonl_file(path, sorted(table.to_pylist(), key=_json_line))
         log.info("wrote %s/%s: %d rows", self.table, FileSystems.split(path)[1], table.num_rows)
