@@ -46,11 +46,13 @@ MODES = {MULTI: ["--direct_running_mode=multi_processing", "--direct_num_workers
 
 
 class PeakRSS(threading.Thread):
-    """Samples the summed RSS of a process (optionally with all its descendants) every 0.2 s."""
+    """Samples the summed RSS of a process (optionally with all its descendants) every 0.2 s, and the CPU
+    seconds (user + system) each process of the tree has used so far (`cpu`, by pid)."""
 
     def __init__(self, pid: int, children: bool) -> None:
         super().__init__(daemon=True)
         self.proc, self.children, self.peak, self.done = psutil.Process(pid), children, 0, threading.Event()
+        self.cpu: dict[int, float] = {}
         self.start()
 
     def run(self) -> None:
@@ -63,6 +65,8 @@ class PeakRSS(threading.Thread):
             for p in procs:
                 try:
                     total += p.memory_info().rss
+                    times = p.cpu_times()
+                    self.cpu[p.pid] = times.user + times.system
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
@@ -120,7 +124,7 @@ def bench_pipeline(path: Path, tmp: Path, name: str, beam_args: list[str]) -> di
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=se)
         sampler = PeakRSS(proc.pid, children=True)
         rc = proc.wait()
-        r = {"seconds": time.perf_counter() - t0, "peak": sampler.stop()}
+        r = {"seconds": time.perf_counter() - t0, "peak": sampler.stop(), "cpu": dict(sampler.cpu), "root": proc.pid}
     if rc != 0:
         print(f"pipeline run {name} FAILED (exit {rc}); stderr:\n{log.read_text()[-4000:]}")
         return {**r, "failed": True}

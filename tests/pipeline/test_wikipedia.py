@@ -1,0 +1,158 @@
+"""`memllm generate --source wikipedia` end to end, and the KB built from a Wikidata dump in Beam.
+
+The shipped sample (`pipeline/sample/make_wikipedia_sample.py`) was written for these checks: its facts are
+known by construction, so the expectations below come from the sample's definition, not from a run.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("spacy")
+pytest.importorskip("rapidfuzz")
+
+from pipeline.cli import WIKIPEDIA_SAMPLE, WIKIPEDIA_SAMPLE_KB, main, sample_path  # noqa: E402
+from pipeline.sample.make_wikipedia_sample import ARTICLES, ITEMS  # noqa: E402
+from schemas.records import DOCUMENTS_SCHEMA  # noqa: E402
+from tests.pipeline.test_generate import digests  # noqa: E402
+
+
+def _spacy_model_installed() -> bool:
+    from annotators.wikipedia import load_nlp
+
+    try:
+        load_nlp()
+    except Exception:  # noqa: BLE001 - any failure to load means: no model here
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _spacy_model_installed(), reason="no English spaCy pipeline installed")
+
+
+def generate(*args: str) -> int:
+    return main(["generate", "-q", "--runner=FnApiRunner", "--source", "wikipedia", *args])
+
+
+@pytest.fixture(scope="module")
+def wiki_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wiki")
+    assert generate("--output", str(out)) == 0
+    return out
+
+
+def _documents(out: Path) -> list[dict]:
+    return pq.read_table(out / "documents").to_pylist()
+
+
+def test_sample_runs_end_to_end_and_counts_add_up(wiki_out):
+    stats = json.loads((wiki_out / "stats.json").read_text())
+    assert stats["input.records"] == len(ARTICLES) == 5
+    assert stats["articles.annotated"] + stats["annotate.rejected"] == stats["input.records"]
+    assert stats["annotate.rejected"] == 1  # the empty article
+    errors = [json.loads(line) for p in sorted((wiki_out / "errors").glob("*.jsonl")) for line in p.open()]
+    assert len(errors) == 1 and errors[0]["step"] == "annotate" and '"1004"' in errors[0]["record"]
+    docs = _documents(wiki_out)
+    assert pq.read_schema(next((wiki_out / "documents").glob("*.parquet"))).remove_metadata() == DOCUMENTS_SCHEMA
+    assert {d["doc_id"].split("#")[0] for d in docs} == {"1001", "1002", "1003", "1005"}
+    assert stats["documents.valid"] == len(docs)
+    assert stats["memory_write.examples"] > 0 and stats["memory_read.examples"] >= 0
+    card = (wiki_out / "README.md").read_text()
+    assert "documents" in card
+
+
+def test_documents_carry_kb_facts_between_their_entities(wiki_out):
+    """Every annotated relation is a KB fact between the two entities' KB ids (distant supervision)."""
+    facts = {
+        (q, p, o if isinstance(o, str) else f"{o[0]}/{o[1]}")
+        for q, (_, _, claims) in ITEMS.items()
+        for p, objs in claims.items()
+        for o in objs
+    }
+    found = 0
+    for doc in _documents(wiki_out):
+        ents = doc["entities"]
+        for rel in doc["relations"]:
+            h, t = ents[rel["h"]]["kb_id"], ents[rel["t"]]["kb_id"]
+            assert (h, rel["r"], t) in facts, (doc["doc_id"], h, rel["r"], t)
+            assert rel["evidence"], "every annotated relation gets an evidence sentence"
+            found += 1
+    assert found >= 8  # the sample states well over a dozen facts in plain sentences
+
+
+def test_title_entity_dates_and_same_name_disambiguation(wiki_out):
+    doc = next(d for d in _documents(wiki_out) if d["doc_id"].split("#")[0] == "1001")
+    ids = [e["kb_id"] for e in doc["entities"]]
+    assert "Q990001" in ids  # Carla Fenwick, also as "Fenwick"
+    carla = doc["entities"][ids.index("Q990001")]
+    assert {m["name"] for m in carla["mentions"]} >= {"Carla Fenwick", "Fenwick"}
+    assert "+1961-05-04T00:00:00Z/11" in ids  # "4 May 1961" at day precision
+    assert "Q990002" in ids and "Q990015" not in ids  # the Irish Dunmore, not the Scottish one
+    rels = {(ids[r["h"]], r["r"], ids[r["t"]]) for r in doc["relations"]}
+    assert ("Q990001", "P19", "Q990002") in rels
+    assert ("Q990001", "P569", "+1961-05-04T00:00:00Z/11") in rels
+
+
+def test_rerun_reuses_the_kb_and_is_byte_identical(wiki_out, tmp_path):
+    out = tmp_path / "again"
+    shutil.copytree(wiki_out / "kb", out / "kb")
+    marker = (out / "kb" / "_SOURCE.json").stat().st_mtime_ns
+    assert generate("--output", str(out)) == 0
+    assert (out / "kb" / "_SOURCE.json").stat().st_mtime_ns == marker  # not rebuilt
+    assert digests(out) == digests(wiki_out)
+
+
+def test_parquet_input_and_a_kb_directory_give_the_same_documents(wiki_out, tmp_path):
+    rows = [json.loads(line) for line in open(sample_path(WIKIPEDIA_SAMPLE), encoding="utf-8")]
+    parquet = tmp_path / "sample_wikipedia.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet)
+    out = tmp_path / "out"
+    assert generate("--input", str(parquet), "--kb", str(wiki_out / "kb"), "--output", str(out), "--dataset", "sample") == 0
+    assert _documents(out) == _documents(wiki_out)
+
+
+def test_kb_from_dump_counts_and_broken_lines(wiki_out, tmp_path):
+    stats = json.loads((wiki_out / "kb" / "stats.json").read_text())
+    assert stats["kb.entities"] == len(ITEMS)
+    assert stats["kb.facts"] == sum(len(objs) for _, _, claims in ITEMS.values() for objs in claims.values())
+    entities = pq.read_table(wiki_out / "kb" / "entities").to_pylist()
+    assert sorted(e["id"] for e in entities) == sorted(ITEMS)
+
+    dump = tmp_path / "broken.json"
+    lines = Path(sample_path(WIKIPEDIA_SAMPLE_KB)).read_text().splitlines()
+    lines.insert(3, '{"type": "item", "id": "Q1", "labels": {')  # cut off mid-entity
+    dump.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert generate("--kb", str(dump), "--input", sample_path(WIKIPEDIA_SAMPLE), "--output", str(out)) == 0
+    kb_stats = json.loads((out / "kb" / "stats.json").read_text())
+    assert kb_stats["kb.entities"] == len(ITEMS) and kb_stats["kb.rejected"] == 1
+    errors = [json.loads(line) for p in (out / "kb" / "errors").glob("*.jsonl") for line in p.open()]
+    assert len(errors) == 1 and errors[0]["step"] == "kb" and "Q1" in errors[0]["record"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "{sample}"], "needs --kb"),
+        (["--kb", "{tmp}/nope.json"], "no such file"),
+        (["--kb", "{tmp}/notes.txt"], "neither a KB directory"),
+        (["--input", "{tmp}/no_text.parquet", "--kb", "{kb}"], "no 'text' column"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(tmp_path, capsys, args, message):
+    (tmp_path / "notes.txt").write_text("hello")
+    pq.write_table(pa.table({"id": ["1"], "title": ["x"]}), tmp_path / "no_text.parquet")
+    fill = {"sample": sample_path(WIKIPEDIA_SAMPLE), "tmp": str(tmp_path), "kb": sample_path(WIKIPEDIA_SAMPLE_KB)}
+    args = [a.format(**fill) for a in args]
+    assert generate("--output", str(tmp_path / "out"), *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memllm: error:") and message in err and "\n" not in err
+
+
+def test_kb_flag_needs_the_wikipedia_source(capsys):
+    assert main(["generate", "-q", "--kb", "x.json"]) == 2
+    assert "--source wikipedia" in capsys.readouterr().err
