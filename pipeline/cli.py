@@ -96,6 +96,13 @@ def add_generate_parser(sub) -> None:
         "Parquet and reused) or a KB directory built from one (default with no --input: the sample's KB)",
     )
     g.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="Wikipedia path: annotate every article again (default: reuse the annotated chunks that an "
+        "earlier run with the same arguments finished, kept in OUTPUT/_resume)",
+    )
+    g.add_argument(
         "--sections",
         choices=["lead", "full"],
         default="lead",
@@ -163,6 +170,7 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
         source=args.source,
         kb=args.kb or (sample_path(WIKIPEDIA_SAMPLE_KB) if wikipedia else None),
         sections=args.sections,
+        resume=args.resume,
         dataset=args.dataset or ("sample" if not args.inputs else None),
         split=args.split,
         memory=args.memory,

@@ -25,6 +25,8 @@ from pipeline.counting import COUNTS
 from pipeline.docred_source import InputError, InputFile, ReadDocRED, match_inputs
 from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
+from pipeline.resume import fingerprint
+from pipeline.resume import prepare as prepare_resume
 from pipeline.sinks import SPILL_DIR, WriteShards, WriteStats, clear_spill
 from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
@@ -40,6 +42,7 @@ class GenerateConfig:
     source: str = "docred"  # "docred" (DocRED-format JSON) or "wikipedia" (raw articles, annotated here)
     kb: str | None = None  # Wikipedia: a Wikidata JSON dump (built into OUT/kb) or a KB directory
     sections: str = "lead"  # Wikipedia: "lead" section only (as MemLLM's Wikipedia memory) or "full" text
+    resume: bool = True  # Wikipedia: reuse the annotated chunks of an earlier run with the same arguments
     dataset: str | None = None  # the `source` column; inferred from file names when None
     split: str | None = None
     memory: str = "exact"  # "exact": a join on the gold triples; "embedding": a stored embedding memory
@@ -59,13 +62,19 @@ class GenerateConfig:
         return out
 
 
-def build_pipeline(p: beam.Pipeline, files: list[InputFile], cfg: GenerateConfig, kb_dir: str | None = None) -> None:
+def build_pipeline(
+    p: beam.Pipeline,
+    files: list[InputFile],
+    cfg: GenerateConfig,
+    kb_dir: str | None = None,
+    resume_dir: str | None = None,
+) -> None:
     if cfg.source == "wikipedia":
         from annotators.wikipedia import AnnotationConfig
         from pipeline.wikipedia_source import ReadWikipedia
 
         config = AnnotationConfig(sections=cfg.sections)
-        batches, read_dead, read_counts = p | "ReadWikipedia" >> ReadWikipedia(files, kb_dir, config)
+        batches, read_dead, read_counts = p | "ReadWikipedia" >> ReadWikipedia(files, kb_dir, config, resume_dir)
     else:
         batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
 
@@ -174,8 +183,11 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
         files = match_inputs(cfg.inputs, cfg.split, cfg.dataset)
     FileSystems.mkdirs(cfg.output) if not FileSystems.exists(cfg.output) else None
     clear_previous_output(cfg.output)
+    resume_dir = None
     if cfg.source == "wikipedia":
         kb_dir = resolve_kb(cfg)
+        options = {"source": cfg.source, "sections": cfg.sections, "dataset": cfg.dataset, "split": cfg.split}
+        resume_dir = prepare_resume(cfg.output, fingerprint([f.path for f in files], kb_dir, options), cfg.resume)
     log.info("memllm generate: %d input file(s) → %s", len(files), cfg.output)
     for f in files:
         log.info("  %s (%s, %s, split %s)", f.path, f.fmt, f.source, f.split)
@@ -189,7 +201,7 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
         log.info("embedding memory: %s triples, %s entities", f"{counts['triples']:,}", f"{counts['entities']:,}")
     options = PipelineOptions(cfg.beam_args)
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, files, cfg, kb_dir)
+        build_pipeline(p, files, cfg, kb_dir, resume_dir)
     clear_spill(cfg.output, TABLES)
     elapsed = time.time() - started
 

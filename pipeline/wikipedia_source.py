@@ -32,6 +32,7 @@ from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
 from pipeline.docred_source import InputError, InputFile, infer_split
 from pipeline.kb_source import shared_kb
+from pipeline.resume import ChunkCache
 from schemas.article import Article
 
 log = logging.getLogger("memllm")
@@ -181,29 +182,54 @@ def shared_nlp():
 class AnnotateArticleChunk(CountingDoFn):
     """ArticleChunk → one DocumentBatch of its articles' documents (+ a dead letter per rejected article)."""
 
-    def __init__(self, kb_dir: str, config: AnnotationConfig):
+    def __init__(self, kb_dir: str, config: AnnotationConfig, resume_dir: str | None = None):
         self.kb_dir = kb_dir
         self.config = config
+        self.resume_dir = resume_dir
 
     def setup(self) -> None:
-        self.annotator = WikipediaAnnotator(shared_kb(self.kb_dir), self.config, nlp=shared_nlp())
+        self.annotator = None  # loaded at the first chunk that is not resumed: a resumed run may need none
+        self.cache = ChunkCache(self.resume_dir) if self.resume_dir else None
+
+    def process(self, chunk: ArticleChunk):
+        """Annotate the chunk, or replay its saved result (`pipeline.resume`): the same outputs and counts."""
+        key = f"{chunk.file.path}@{chunk.first_index}+{chunk.count}"
+        saved = self.cache.load(key) if self.cache else None
+        if saved is None:
+            before, self._counts = self._counts, Counter()  # this chunk's counts alone, to save with it
+            outputs = list(self._annotate_chunk(chunk))
+            saved = (outputs, dict(self._counts))
+            before.update(self._counts)
+            self._counts = before
+            if self.cache:
+                self.cache.save(key, saved)
+        else:
+            self.count("resume.chunks_reused")
+            for name, n in saved[1].items():
+                self.count(name, n)
+        yield from saved[0]
+
+    def _annotator(self) -> WikipediaAnnotator:
+        if self.annotator is None:
+            self.annotator = WikipediaAnnotator(shared_kb(self.kb_dir), self.config, nlp=shared_nlp())
+        return self.annotator
 
     def _annotate(self, articles: list[Article], split: str):
         """(article, documents or error) for each; a failure no rule foresaw costs only its article."""
         try:
-            return list(self.annotator.annotate(articles, split=split))
+            return list(self._annotator().annotate(articles, split=split))
         except Exception:  # noqa: BLE001 - isolate the article it came from, below
             if len(articles) == 1:
                 raise
         results = []
         for article in articles:
             try:
-                results += self.annotator.annotate([article], split=split)
+                results += self._annotator().annotate([article], split=split)
             except Exception as e:  # noqa: BLE001 - a bug or an input no rule foresaw: a dead letter
                 results.append((article, ArticleError(f"{type(e).__name__}: {e}")))
         return results
 
-    def process(self, chunk: ArticleChunk):
+    def _annotate_chunk(self, chunk: ArticleChunk):
         file = chunk.file
         articles, records, rejected = [], {}, 0
         for k, record in enumerate(read_chunk_records(chunk)):
@@ -228,7 +254,7 @@ class AnnotateArticleChunk(CountingDoFn):
             self.count("documents.valid", len(result))
             self.count(f"documents.{file.split}", len(result))
             docs += result
-        counts: Counter = self.annotator.counts
+        counts: Counter = self._annotator().counts
         for name, n in counts.items():
             self.count(f"annotate.{name}", n)
         counts.clear()
@@ -247,11 +273,19 @@ class AnnotateArticleChunk(CountingDoFn):
 class ReadWikipedia(beam.PTransform):
     """Article InputFiles → (DocumentBatches, dead letters, counts)."""
 
-    def __init__(self, files: list[InputFile], kb_dir: str, config: AnnotationConfig, chunk_articles=CHUNK_ARTICLES):
+    def __init__(
+        self,
+        files: list[InputFile],
+        kb_dir: str,
+        config: AnnotationConfig,
+        resume_dir: str | None = None,
+        chunk_articles: int = CHUNK_ARTICLES,
+    ):
         super().__init__()
         self.files = files
         self.kb_dir = kb_dir
         self.config = config
+        self.resume_dir = resume_dir
         self.chunk_articles = chunk_articles
 
     def expand(self, pbegin):
@@ -264,7 +298,7 @@ class ReadWikipedia(beam.PTransform):
             indexed.chunks
             | "SpreadChunks" >> beam.Reshuffle()
             | "Annotate"
-            >> beam.ParDo(AnnotateArticleChunk(self.kb_dir, self.config))
+            >> beam.ParDo(AnnotateArticleChunk(self.kb_dir, self.config, self.resume_dir))
             .with_output_types(DocumentBatch)
             .with_outputs(COUNTS, DEAD, main="documents")
         )
