@@ -84,6 +84,7 @@ class SpanMention:
     ner: str | None  # spaCy label of the NER span it came from or overlaps
     candidates: tuple[str, ...] = ()
     time: str | None = None  # time key of a date span
+    bare: tuple[str, ...] = ()  # candidates of the span without a leading "the" (then also in `candidates`)
     kb_id: str | None = None
     how: str = "unlinked"  # "exact" | "date" | "partial" | "fuzzy" | "context" | "unlinked"
 
@@ -148,9 +149,14 @@ class Linker:
             key = alias_key(text)
             if not (kb.is_exact_form(text) or (key not in self.stop_words and not text.islower())):
                 continue
-            candidates = kb.candidates(key)
+            candidates, bare = kb.candidates(key), ()
+            if end - start > 1 and doc[start].lower_ == "the":
+                # "the United States" and "United States" may be different KB entries (Wikidata aliases
+                # come with and without the article): both compete, context decides.
+                bare = kb.candidates(alias_key(doc[start + 1 : end].text))
+                candidates = tuple(dict.fromkeys(candidates + bare))
             if candidates:
-                add(start, end, 1, SpanMention(start, end, text, "alias", ent_label.get(start), candidates))
+                add(start, end, 1, SpanMention(start, end, text, "alias", ent_label.get(start), candidates, bare=bare))
         date_tokens: set[int] = set()
         for d in find_dates(doc.text):
             span = doc.char_span(d.start, d.end, alignment_mode="expand")
@@ -246,6 +252,10 @@ class Linker:
                 ),
             )
             m.how = "context"
+        for m in mentions:
+            if m.bare and m.kb_id in m.bare and m.kb_id not in self.kb.candidates(alias_key(m.text)):
+                m.start += 1  # the mention is the entity's name, as DocRED marks it: without the article
+                m.text = m.text.split(None, 1)[1]
         return title
 
     def _choose(self, ids: Iterable[str], fixed: set[str], everything: set[str]) -> str | None:
