@@ -12,6 +12,8 @@ import logging
 import sys
 from importlib import resources
 
+from annotators.evidence_eval import add_judge_arguments, judge_options_error
+from annotators.evidence_llm import DEFAULT_JUDGE_MODEL
 from memory.embedding import CONTRIEVER
 from memory.errors import MemoryUsageError
 from memory.presets import DEFAULT_PRESET, PRESETS
@@ -141,8 +143,10 @@ def add_generate_parser(sub) -> None:
         choices=["keep", "heuristic", "llm"],
         default="keep",
         help="evidence for relations without any (keep: as the reference, every sentence; heuristic: the "
-        "sentence where both entities have first been mentioned)",
+        "sentence where both entities have first been mentioned; llm: the sentences an LLM judge accepts, "
+        "else the last candidate sentence)",
     )
+    add_judge_arguments(g)
     g.add_argument("--seed", type=int, default=42, help="seed of the mention-pair choice (reference: 42)")
     g.add_argument("--rows_per_shard", type=int, default=50_000, help="rows per Parquet shard")
     g.add_argument("--write_documents", action="store_true", help="also write the validated documents/ table")
@@ -159,8 +163,10 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise InputError("--source wikipedia needs --kb (a Wikidata JSON dump or a KB directory)")
     if args.memory != "embedding" and (args.memory_path or args.memory_preset != DEFAULT_PRESET):
         raise InputError("--memory-path and --memory-preset need --memory embedding")
-    if args.evidence == "llm":
-        raise InputError("--evidence llm is not available yet; use --evidence keep or heuristic")
+    if args.evidence != "llm" and args.judge_model:
+        raise InputError("--judge-model needs --evidence llm")
+    if args.evidence == "llm" and (error := judge_options_error(args)):
+        raise InputError(error)
     if args.rows_per_shard < 1:
         raise InputError("--rows_per_shard must be at least 1")
     inputs = args.inputs or [sample_path(WIKIPEDIA_SAMPLE if wikipedia else SAMPLE)]
@@ -178,6 +184,9 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
         embedding_model=args.embedding_model,
         memory_preset=args.memory_preset,
         evidence=args.evidence,
+        judge_model=args.judge_model or DEFAULT_JUDGE_MODEL,
+        judge_batch_size=args.judge_batch_size,
+        judge_max_new_tokens=args.judge_max_new_tokens,
         seed=args.seed,
         rows_per_shard=args.rows_per_shard,
         write_documents=args.write_documents,

@@ -18,21 +18,23 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from annotators.evidence_llm import DEFAULT_BATCH_SIZE, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
 from memory.embedding import CONTRIEVER
 from memory.presets import DEFAULT_PRESET
 from pipeline.card import render_card
 from pipeline.counting import COUNTS
 from pipeline.docred_source import InputError, InputFile, ReadDocRED, match_inputs
+from pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
 from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
 from pipeline.resume import fingerprint
 from pipeline.resume import prepare as prepare_resume
 from pipeline.sinks import SPILL_DIR, WriteShards, WriteStats, clear_spill
-from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
+from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, EVIDENCE_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
 log = logging.getLogger("memllm")
 
-TABLES = ("memory_write", "memory_read", "documents", "errors")
+TABLES = ("memory_write", "memory_read", "documents", "errors", "evidence")
 
 
 @dataclass
@@ -50,6 +52,9 @@ class GenerateConfig:
     embedding_model: str = CONTRIEVER
     memory_preset: str = DEFAULT_PRESET  # thresholds of the embedding memory (memory.presets)
     evidence: str = "keep"
+    judge_model: str = DEFAULT_JUDGE_MODEL  # --evidence llm: a causal LM directory or hub id
+    judge_batch_size: int = DEFAULT_BATCH_SIZE
+    judge_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     seed: int = 42
     rows_per_shard: int = 50_000
     memory_buckets: int | None = None  # exact-memory join buckets; None: from the input size
@@ -79,7 +84,15 @@ def build_pipeline(
         batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
 
     evidence_counts = []
-    if cfg.evidence != "keep":
+    if cfg.evidence == "llm":
+        fn = JudgeEvidenceFn(cfg.judge_model, cfg.judge_batch_size, cfg.judge_max_new_tokens, cfg.seed)
+        batches, evidence_rows, judged_counts = batches | "Evidence" >> JudgeEvidence(fn)
+        evidence_counts += [
+            judged_counts,
+            evidence_rows
+            | "WriteEvidence" >> WriteShards(cfg.output, "evidence", cfg.rows_per_shard, EVIDENCE_SCHEMA),
+        ]
+    elif cfg.evidence != "keep":
         assigned = batches | "Evidence" >> beam.ParDo(AssignEvidenceFn(cfg.evidence)).with_outputs(
             COUNTS, main="batches"
         )
@@ -210,7 +223,7 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
     splits = sorted({f.split for f in files})
     tables = {
         t: [s for s in splits if f"{t}.{s}.rows" in stats]
-        for t in ("memory_write", "memory_read", "documents")
+        for t in ("memory_write", "memory_read", "documents", "evidence")
         if any(f"{t}.{s}.rows" in stats for s in splits)
     }
     card = render_card(tables, stats, command or _command_line(), cfg.options())

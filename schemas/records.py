@@ -86,11 +86,31 @@ ERRORS_SCHEMA = pa.schema(
     + [("split", pa.string())]
 )
 
+# `--evidence llm`: one row per judged candidate (a relation without evidence at one sentence).
+EVIDENCE_SCHEMA = pa.schema(
+    COMMON_FIELDS
+    + [
+        ("label_index", pa.int32()),
+        ("sent_id", pa.int32()),
+        ("head", pa.string()),
+        ("relation", pa.string()),
+        ("tail", pa.string()),
+        ("head_entity", pa.int32()),
+        ("tail_entity", pa.int32()),
+        ("relation_id", pa.string()),
+        ("prompt", pa.string()),
+        ("generation", pa.string()),
+        ("verdict", pa.bool_()),
+        ("fallback", pa.bool_()),  # this sentence became evidence because no candidate of the relation got a Yes
+    ]
+)
+
 TABLE_SCHEMAS = {
     "memory_write": MEMORY_WRITE_SCHEMA,
     "memory_read": MEMORY_READ_SCHEMA,
     "documents": DOCUMENTS_SCHEMA,
     "errors": ERRORS_SCHEMA,
+    "evidence": EVIDENCE_SCHEMA,
 }
 
 
