@@ -14,9 +14,10 @@ Linking, per document (`link`):
 1. a span with one KB candidate, and a date whose time value occurs in the KB, are linked as they are;
    the title entity is the candidate of the article title (without its parenthesised qualifier);
 2. a span without candidates may be a shorter form of an entity already linked in the document or of the
-   title entity (`Obama` for `Barack Obama`: the mention's words are a prefix or suffix of one of its
-   names), else a near-miss of a KB name (rapidfuzz `ratio` ≥ `fuzzy_threshold` on alias keys, among
-   names sharing a word prefix, with the same digits: `2002 Winter Olympics` never links to `2006 …`);
+   title entity (`Obama` for `Barack Obama`: the mention's words end one of its names, or, for a
+   non-person, begin it), else a near-miss of a KB name (rapidfuzz `ratio` ≥ `fuzzy_threshold` on alias
+   keys, among names sharing a word prefix, with the same digits: `2002 Winter Olympics` never links to
+   `2006 …`);
 3. a span with several candidates (same name, or a short form as well as a KB name) takes the one with
    the most facts with the document's other entities: weight 2 for entities already linked, 1 for other
    spans' candidates, plus a bonus for the title entity; ties go to a candidate whose label is the
@@ -244,7 +245,7 @@ class Linker:
             others = everything.difference(m.candidates)
             key = alias_key(m.text)
             m.kb_id = max(
-                sorted(m.candidates, key=lambda c: (len(c), c), reverse=True),
+                sorted(m.candidates, key=lambda c: (len(c), c)),  # max keeps the first best: the smaller id
                 key=lambda c: (
                     cfg.title_bonus * (c == title) + 2 * len(kb.neighbours(c) & fixed) + len(kb.neighbours(c) & others),
                     alias_key(kb.label(c) or "") == key,
@@ -264,7 +265,7 @@ class Linker:
             return ids[0] if ids else None
         kb = self.kb
         return max(
-            sorted(ids, key=lambda c: (len(c), c), reverse=True),
+            sorted(ids, key=lambda c: (len(c), c)),  # max keeps the first best: the smaller id
             key=lambda c: (
                 2 * len(kb.neighbours(c) & fixed) + len(kb.neighbours(c) & everything),
                 len(kb.neighbours(c)),
@@ -279,7 +280,11 @@ class Linker:
         return [(i, w) for i in order for name in self.kb.names(i) if len(w := _words(name)) > 1]
 
     def _partial(self, m: SpanMention, doc_names: list[tuple[str, tuple[str, ...]]]) -> str | None:
-        """The document entity whose name starts or ends with the mention's words (`Obama`), if any."""
+        """The document entity whose name starts or ends with the mention's words (`Obama`), if any.
+
+        A person is referred to by surname, almost never by first name alone (`Paul` is more often another
+        Paul), so for PERSON mentions only the end of a name counts; organisations also by their start.
+        """
         if not m.text[:1].isupper() or m.ner not in (None, "PERSON", "ORG", "GPE", "FAC", "LOC", "NORP"):
             return None
         words = _words(m.text)
@@ -287,7 +292,7 @@ class Linker:
         if not n or alias_key(m.text) in self.stop_words:
             return None
         for entity_id, name in doc_names:
-            if len(name) > n and (name[:n] == words or name[-n:] == words):
+            if len(name) > n and (name[-n:] == words or (m.ner != "PERSON" and name[:n] == words)):
                 return entity_id
         return None
 

@@ -99,3 +99,10 @@ def test_dates_win_over_names_and_years_inside_names_are_not_dates(nlp):
 def test_title_name():
     assert title_name("Willi Schneider (skeleton racer)") == "Willi Schneider"
     assert title_name("Paris") == "Paris"
+
+
+def test_a_first_name_alone_is_not_the_title_person(nlp):
+    kb = KnowledgeBase.from_entities([E("Q1", "Barack Obama", (), ()), E("Q2", "Honolulu", (), ())])
+    text = "Barack Obama was born in Honolulu. Barack Obama Sr. was his father, and Barack visited Kenya."
+    got = linked(nlp, text, title="Barack Obama", kb=kb)
+    assert got["Barack"] == (None, "unlinked")  # spaCy: PERSON; "Obama" would have been the title person
