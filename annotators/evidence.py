@@ -7,7 +7,7 @@ and all of DocRED distant have none. Modes:
   entities' first mentions. It is the earliest sentence where a reader has seen both arguments, and the
   one sentence where the memory-write builder can always find a mention pair (one mention in the
   sentence, the other at or before it).
-- `llm` (an LLM judge, with the reference's fallback) is not here yet.
+- `llm`: an LLM judge with the reference's fallback, in `annotators.evidence_llm` (it needs a model).
 Relations that have evidence keep it. Documents are not modified: a new `Document` is returned.
 
 A judge is scored as in the paper (§5 "Validation set"): on human evidence, positives are (focus sentence,
