@@ -51,6 +51,9 @@ def _beam_option_parser() -> argparse.ArgumentParser:
 
 def check_beam_args(args: list[str]) -> list[str]:
     """Refuse options Beam does not know (Beam itself would only log and ignore them)."""
+    from pipeline.runners import register_runner_options
+
+    register_runner_options(args)  # the Dask options are declared only once Beam's dask runner is imported
     _, unknown = _beam_option_parser().parse_known_args(args)
     if unknown:
         raise InputError(f"unknown option(s): {' '.join(unknown)} (see `memllm generate --help`)")
@@ -155,6 +158,7 @@ def add_generate_parser(sub) -> None:
 
 def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipeline.generate import GenerateConfig, run, summary_table
+    from pipeline.runners import check_runner_options
 
     wikipedia = args.source == "wikipedia"
     if not wikipedia and (args.kb or args.sections != "lead"):
@@ -192,6 +196,8 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
         write_documents=args.write_documents,
         beam_args=check_beam_args(beam_args),
     )
+    # Options that do not apply to the runner fail here, before any worker starts (pipeline.runners).
+    cfg.beam_args = check_runner_options(cfg.beam_args, cfg.output, args.inputs)
     stats = run(cfg)
     print(summary_table(stats, cfg.output))
     return 0
