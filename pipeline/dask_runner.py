@@ -18,8 +18,9 @@ So `DaskRunner` here keeps Beam's options and overrides and builds a plain Dask 
 PCollection is a list of partition keys; a `ParDo` task runs one bundle (`process` and `finish_bundle`,
 every output tagged, each DoFn set up once per worker thread); a side input is one task that gathers its
 PCollection, computed once; `GroupByKey` is a hash shuffle (a stable hash of the pickled key, the same in
-every process); `Create` and `Reshuffle` spread elements over `--dask_npartitions` partitions (default: 2
-per worker thread); and every PCollection no transform reads is computed, so every sink runs. Batch
+every process); a bounded `Read` (`ReadFromText`) is split into bundles at launch; `Create` and
+`Reshuffle` spread elements over `--dask_npartitions` partitions (default: 2 per worker thread); and
+every PCollection no transform reads is computed, so every sink runs. Batch
 pipelines in the global window only (windows and timestamps are not carried between steps). Like Beam's,
 it reports no metrics: counts must travel as data. Memory: a worker holds whole partitions (a partition's
 output is a list), so raise `--dask_npartitions` for large inputs.
@@ -46,6 +47,7 @@ from apache_beam.runners.dask.overrides import (
     _Flatten,
     _GroupAlsoByWindow,
     _GroupByKeyOnly,
+    _Read,
     _Reshuffle,
     dask_overrides,
 )
@@ -148,6 +150,11 @@ def _literal(blob: bytes) -> list:
     return pickle.loads(blob)
 
 
+def _read_bundle(blob: bytes) -> list:
+    source, start, stop = pickler.loads(blob)
+    return list(source.read(source.get_range_tracker(start, stop)))
+
+
 def _piece(parts: list, index: int) -> list:
     return parts[index]
 
@@ -219,6 +226,8 @@ class _GraphVisitor(PipelineVisitor):
             keys = self._shuffle(label, parts[0], _round_robin, _concat, n)
         elif kind is _GroupAlsoByWindow:  # GroupByKey's window step: the global window needs none
             keys = parts[0]
+        elif kind is _Read:
+            keys = self._read(label, node.transform.source)
         else:
             raise NotImplementedError(f"the Dask runner cannot run {label} ({kind.__name__})")
         if kind is beam.ParDo and len(node.outputs) > 1:
@@ -235,6 +244,13 @@ class _GraphVisitor(PipelineVisitor):
             n = max(1, min(len(values), self.partitions))
         # Elements go into the graph pickled: a literal tuple or string could be read as a task or a key.
         return self._new(label, [(_literal, pickle.dumps(values[i::n])) for i in range(n)])
+
+    def _read(self, label: str, source) -> list:
+        """A bounded source (`ReadFromText`, ...): split at launch into about `partitions` bundles."""
+        size = max(1 << 20, (source.estimate_size() or 0) // self.partitions)
+        bundles = list(source.split(desired_bundle_size=size))
+        tasks = [(_read_bundle, pickler.dumps((b.source, b.start_position, b.stop_position))) for b in bundles]
+        return self._new(label, tasks or [(_literal, pickle.dumps([]))])
 
     def _bounded(self, label: str, keys: list) -> list:
         """At most the target number of partitions (merging neighbours): they add up through each Flatten."""
