@@ -13,8 +13,8 @@
    the last candidate sentence (the reference's fallback), so every evidence-less relation gets at least
    one sentence. Relations with evidence are never changed.
 
-What it doesn't do: judge relations that have evidence (the reference judged them too, but only used the
-verdicts of evidence-less ones), or batch across calls (the caller passes all prompts it has at once).
+What it doesn't do: judge relations that have evidence (the reference judged them too, but used only the
+verdicts of evidence-less ones), or hold the model for a Beam worker (`pipeline.evidence` does).
 """
 
 from __future__ import annotations
