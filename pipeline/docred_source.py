@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -73,8 +74,21 @@ def infer_source(name: str) -> str:
     return "docred"
 
 
-def match_inputs(patterns: list[str], split: str | None, source: str | None) -> list[InputFile]:
-    """Expand paths/globs and check every file before the pipeline starts (one-line errors, no traceback)."""
+def json_format(path: str) -> str:
+    """'array' or 'lines' for a JSON input file (`InputError` if it is neither)."""
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        try:
+            return detect_format(f)
+        except InputFormatError as e:
+            raise InputError(f"{path}: {e}") from None
+
+
+def match_inputs(
+    patterns: list[str], split: str | None, source: str | None, detect: Callable[[str], str] = json_format
+) -> list[InputFile]:
+    """Expand paths/globs and check every file before the pipeline starts (one-line errors, no traceback).
+
+    `detect(path)` names the file's format, raising `InputError` for a file of none it reads."""
     files = []
     for pattern in patterns:
         try:
@@ -86,10 +100,7 @@ def match_inputs(patterns: list[str], split: str | None, source: str | None) -> 
         for meta in sorted(matched, key=lambda m: m.path):
             path = meta.path
             try:
-                with FileSystems.open(path, compression_type="uncompressed") as f:
-                    fmt = detect_format(f)
-            except InputFormatError as e:
-                raise InputError(f"{path}: {e}") from None
+                fmt = detect(path)
             except OSError as e:
                 raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
             stem = os.path.basename(path).split(".")[0]

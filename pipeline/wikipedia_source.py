@@ -17,7 +17,6 @@ its file; an article split into several documents keeps it, and its `doc_id` get
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from annotators.docred import InputFormatError, Record, detect_format, scan_json_records
+from annotators.docred import Record, scan_json_records
 from annotators.wikipedia import AnnotationConfig, ArticleError, WikipediaAnnotator, load_nlp
 from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
-from pipeline.docred_source import InputError, InputFile, infer_split
+from pipeline.docred_source import InputError, InputFile, json_format, match_inputs
 from pipeline.kb_source import shared_kb
 from pipeline.resume import ChunkCache
 from schemas.article import Article
@@ -48,39 +47,15 @@ def _article_format(path: str) -> str:
                 names = pq.ParquetFile(f).schema_arrow.names
             except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a non-Parquet file
                 raise InputError(f"{path}: not a Parquet file ({e})") from None
-        missing = [c for c in ("text",) if c not in names]
-        if missing:
-            raise InputError(f"{path}: no {missing[0]!r} column (has {', '.join(names)}); expected {ARTICLE_COLUMNS}")
+        if "text" not in names:
+            raise InputError(f"{path}: no 'text' column (has {', '.join(names)}); expected {ARTICLE_COLUMNS}")
         return "parquet"
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        try:
-            return detect_format(f)
-        except InputFormatError as e:
-            raise InputError(f"{path}: {e}") from None
+    return json_format(path)
 
 
 def match_article_inputs(patterns: list[str], split: str | None, source: str = "wikipedia") -> list[InputFile]:
     """Expand paths/globs of article files and check each before the pipeline starts (one-line errors)."""
-    files = []
-    for pattern in patterns:
-        try:
-            matched = FileSystems.match([pattern])[0].metadata_list
-        except Exception as e:  # noqa: BLE001 - any filesystem error is a user-facing input problem
-            raise InputError(f"{pattern}: cannot be listed ({e})") from None
-        if not matched:
-            raise InputError(f"{pattern}: no such file")
-        for meta in sorted(matched, key=lambda m: m.path):
-            try:
-                fmt = _article_format(meta.path)
-            except OSError as e:
-                raise InputError(f"{meta.path}: cannot be read ({e.strerror or e})") from None
-            stem = os.path.basename(meta.path).split(".")[0]
-            files.append(InputFile(meta.path, fmt, source, split or infer_split(stem), stem, meta.size_in_bytes))
-    stems = [f.stem for f in files]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise InputError(f"two input files share the name {dupes[0]!r}: dead letters would be ambiguous")
-    return files
+    return match_inputs(patterns, split, source, detect=_article_format)
 
 
 @dataclass(frozen=True)
