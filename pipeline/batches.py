@@ -132,3 +132,34 @@ class DocumentBatchCoder(beam.coders.Coder):
 
 
 beam.coders.registry.register_coder(DocumentBatch, DocumentBatchCoder)
+
+
+class Rows(list):
+    """One batch's output rows (dicts) on their way to `pipeline.sinks.WriteShards`, with a cheap size.
+
+    A plain list would get Beam's generic coder, which samples an element's size by encoding it: ~27 ms
+    for one chunk's memory-write rows (6 MB of text), for about half of the lists a step outputs. The rows
+    are consumed in the same fused stage (the sink spills them to a file), so they are hardly ever encoded
+    for real."""
+
+
+class RowsCoder(beam.coders.Coder):
+    BYTES_PER_ROW = 4000  # measured on Re-DocRED dev: memory-write 3.8 KB, memory-read rows similar
+
+    def encode(self, rows: Rows) -> bytes:
+        return pickle.dumps(list(rows), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, data: bytes) -> Rows:
+        return Rows(pickle.loads(data))
+
+    def estimate_size(self, rows: Rows) -> int:
+        return self.BYTES_PER_ROW * len(rows)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self):
+        return Rows
+
+
+beam.coders.registry.register_coder(Rows, RowsCoder)

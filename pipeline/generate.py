@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from annotators.evidence_llm import DEFAULT_BATCH_SIZE, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
 from memory.embedding import CONTRIEVER
 from memory.presets import DEFAULT_PRESET
+from pipeline.batches import Rows
 from pipeline.card import render_card
 from pipeline.counting import COUNTS
 from pipeline.docred_source import InputError, InputFile, ReadDocRED, match_inputs
@@ -113,7 +114,9 @@ def build_pipeline(
         read_rows | "WriteMemoryRead" >> WriteShards(cfg.output, "memory_read", cfg.rows_per_shard, MEMORY_READ_SCHEMA),
     ]
     if cfg.write_documents or cfg.source == "wikipedia":  # raw-text input: the annotation is an output too
-        doc_rows = batches | "DocumentRows" >> beam.Map(lambda b: [d.to_row() for d in b.docs])
+        doc_rows = batches | "DocumentRows" >> beam.Map(lambda b: Rows(d.to_row() for d in b.docs)).with_output_types(
+            Rows
+        )
         written.append(
             doc_rows | "WriteDocuments" >> WriteShards(cfg.output, "documents", cfg.rows_per_shard, DOCUMENTS_SCHEMA)
         )

@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from annotators.docred import InvalidDocument, Record, scan_json_records
 from annotators.read_examples import gold_triples
 from annotators.relation_labels import property_labels
-from pipeline.batches import DocumentBatch
+from pipeline.batches import DocumentBatch, Rows
 from pipeline.counting import COUNTS, DEAD
 from pipeline.docred_source import InputFile, _document
 from pipeline.examples import ReadExamplesFn
@@ -111,5 +111,6 @@ class BuildReadExamplesWithMemory(beam.PTransform):
         self.fn = ReadWithMemoryFn(memory_path, model, preset)
 
     def expand(self, batches):
-        out = batches | "ReadWithMemory" >> beam.ParDo(self.fn).with_outputs(COUNTS, DEAD, main="rows")
+        read = beam.ParDo(self.fn).with_output_types(Rows)
+        out = batches | "ReadWithMemory" >> read.with_outputs(COUNTS, DEAD, main="rows")
         return out.rows, out[DEAD], out[COUNTS]

@@ -7,7 +7,7 @@ its rows are sorted by id and written to a temporary name, then renamed. Same in
 runner. Every shard `0..N-1` is written, empty ones included, so the `-of-N` names are always complete.
 
 The input is lists of rows (one per batch, see `pipeline.batches`). Rows never cross a shuffle: each list
-is written at once as a zstd-compressed Arrow IPC file under `OUT/<table>/_spill/`, then cut into one
+is written at once as a lz4-compressed Arrow IPC file under `OUT/<table>/_spill/`, then cut into one
 file per shard it has rows for, and only the file names travel (like Beam's own file sinks, which write
 temporary files and move names). The local runners move ~80 MB/s through a shuffle and hold every
 shuffled byte in the launching process; example text is repetitive (each memory-write row repeats its
@@ -79,32 +79,22 @@ def write_parquet_file(path: str, table: pa.Table, sort_by: tuple[str, ...] = ("
     _write_atomically(path, write)
 
 
-IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
-
-
-def to_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
-
-
 SPILL_DIR = "_spill"
+# lz4, not zstd: a spill file is written once and read once, and lz4 is ~2x faster both ways for ~4x
+# instead of ~7x (memory-write rows of one 200-document chunk: 5.6 MB → 1.3 MB in 7.5 ms, zstd 0.8 MB in
+# 13 ms; reading 1.9 ms vs 4.1 ms).
+SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 def write_spill(path: str, table: pa.Table) -> str:
-    with FileSystems.create(path) as f:
-        f.write(to_ipc(table))
+    with FileSystems.create(path) as f, pa.ipc.new_stream(f, table.schema, options=SPILL_OPTIONS) as writer:
+        writer.write_table(table)
     return path
 
 
 def read_spill(path: str) -> pa.Table:
     with FileSystems.open(path, compression_type="uncompressed") as f:
-        return from_ipc(f.read())
+        return pa.ipc.open_stream(f.read()).read_all()
 
 
 def clear_spill(out_dir: str, tables: Iterable[str]) -> None:
