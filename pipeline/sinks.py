@@ -60,21 +60,32 @@ def _write_atomically(path: str, write) -> None:
     FileSystems.rename([tmp], [path])
 
 
-def write_parquet_file(path: str, table: pa.Table, sort_by: tuple[str, ...] = ("id",)) -> None:
-    """Write `table` sorted by its `sort_by` columns (unique together), one row group at a time.
+def write_parquet_file(path: str, parts: list[pa.Table], schema: pa.Schema, sort_by: tuple[str, ...] = ("id",)) -> None:
+    """Write the rows of `parts` sorted by their `sort_by` columns (unique together), in row groups of
+    ROW_GROUP_SIZE. The layout depends only on the rows.
 
-    Sorting gathers rows by index into each row group as it is written, so the writer holds the input and
-    one row group, never a second sorted copy of the whole shard. The layout depends only on the rows."""
+    The list is emptied: the sorted copy is made one column at a time, each original column released as
+    its copy is made, so the writer holds about one shard, not two. (Taking each row group from the
+    unsorted multi-chunk table instead re-concatenated every column per row group: 2.4x slower.)"""
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    parts.clear()
     order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in sort_by])
+    columns = table.columns
+    del table
+    for i, column in enumerate(columns):
+        columns[i] = column.take(order)
+    del column
+    table = pa.Table.from_arrays(columns, schema=schema)
+    del columns
 
     def write(f) -> None:
-        with pq.ParquetWriter(
-            f, table.schema, compression=PARQUET_COMPRESSION, use_compliant_nested_type=True
-        ) as writer:
-            for start in range(0, len(order), ROW_GROUP_SIZE):
-                writer.write_table(table.take(order[start : start + ROW_GROUP_SIZE]).combine_chunks())
-            if not len(order):
-                writer.write_table(table)
+        pq.write_table(
+            table,
+            f,
+            compression=PARQUET_COMPRESSION,
+            use_compliant_nested_type=True,
+            row_group_size=ROW_GROUP_SIZE,
+        )
 
     _write_atomically(path, write)
 
@@ -196,14 +207,15 @@ class WriteShards(beam.PTransform):
     def _write(self, grouped, totals) -> tuple[str, int]:
         (split, index), parts = grouped
         parts = [read_spill(p) for p in parts if p is not None]
-        table = pa.concat_tables(parts) if parts else self.schema.empty_table()
+        rows = sum(part.num_rows for part in parts)
         path = FileSystems.join(self.directory, shard_name(split, index, totals[split], "." + self.fmt))
         if self.fmt == "parquet":
-            write_parquet_file(path, table, self.key)
+            write_parquet_file(path, parts, self.schema, self.key)
         else:
+            table = pa.concat_tables(parts) if parts else self.schema.empty_table()
             write_jsonl_file(path, sorted(table.to_pylist(), key=_json_line))
-        log.info("wrote %s/%s: %d rows", self.table, FileSystems.split(path)[1], table.num_rows)
-        return (f"{self.table}.{split}.rows", table.num_rows)
+        log.info("wrote %s/%s: %d rows", self.table, FileSystems.split(path)[1], rows)
+        return (f"{self.table}.{split}.rows", rows)
 
 
 class WriteStats(beam.PTransform):
