@@ -90,8 +90,7 @@ def build_pipeline(
         batches, evidence_rows, judged_counts = batches | "Evidence" >> JudgeEvidence(fn)
         evidence_counts += [
             judged_counts,
-            evidence_rows
-            | "WriteEvidence" >> WriteShards(cfg.output, "evidence", cfg.rows_per_shard, EVIDENCE_SCHEMA),
+            evidence_rows | "WriteEvidence" >> WriteShards(cfg.output, "evidence", cfg.rows_per_shard, EVIDENCE_SCHEMA),
         ]
     elif cfg.evidence != "keep":
         assigned = batches | "Evidence" >> beam.ParDo(AssignEvidenceFn(cfg.evidence)).with_outputs(
