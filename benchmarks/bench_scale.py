@@ -1,7 +1,12 @@
 """Scaling of `memllm generate` across runners: one process, local multi-processing, and a Dask cluster.
 
-For a workload (`--path docred`: the Re-DocRED dev split replicated to N documents, default 100,000, in a
-temporary JSON array, as bench_docred.py does), the same `python -m pipeline` command runs with
+Two workloads:
+- `--path docred` (default): the Re-DocRED dev split replicated to N documents (default 100,000) in a
+  temporary JSON array, as bench_docred.py does;
+- `--path wikipedia`: Re-DocRED dev as raw Wikipedia-style articles (shared data) replicated to N articles
+  (default 5,000) in a temporary Parquet file, through spaCy, linking against the dev KB, and both example
+  builders (the KB is built once beforehand and passed as a directory).
+For a workload the same `python -m pipeline` command runs with
 - FnApiRunner in_memory (one process: the baseline),
 - FnApiRunner multi_processing with W workers (default 2),
 - the DaskRunner on a fresh `dask.distributed.LocalCluster` of W single-thread worker processes,
@@ -11,11 +16,12 @@ workers for Dask, sampled every 0.2 s) and the speed-up over one process. It als
 wrote the same example counts and byte-identical shards.
 
 Run from the repository root:
-    python benchmarks/bench_scale.py [--docs 100000] [--workers 2] [--modes in_memory,multi_processing,dask]
-Smoke test:  python benchmarks/bench_scale.py --docs 2000
+    python benchmarks/bench_scale.py [--path docred|wikipedia] [--docs N] [--workers 2]
+                                     [--modes in_memory,multi_processing,dask]
+Smoke test:  python benchmarks/bench_scale.py --docs 2000;  python benchmarks/bench_scale.py --path wikipedia --docs 200
 
-Adding a workload (e.g. `--path wikipedia`, N articles): write a function `(tmp_dir, n, args) -> Workload`
-and register it in WORKLOADS; everything else (modes, measuring, the table) is shared.
+Adding a workload: write a function `(tmp_dir, n, args) -> Workload` and register it in WORKLOADS;
+everything else (modes, measuring, the table) is shared.
 """
 
 from __future__ import annotations
@@ -66,10 +72,37 @@ def docred_workload(tmp: Path, n: int, args: argparse.Namespace) -> Workload:
 
 
 def wikipedia_workload(tmp: Path, n: int, args: argparse.Namespace) -> Workload:
-    # Hook for the Wikipedia path (raw articles → spaCy → linking → examples): build an input of n
-    # articles here (e.g. the shipped sample replicated, or a Parquet/JSONL dump slice) and return its
-    # `--source wikipedia --input ... --kb ...` arguments, with unit_name="articles".
-    raise SystemExit("--path wikipedia: not wired into this benchmark yet (see wikipedia_workload)")
+    """The Wikipedia path: Re-DocRED dev as raw articles (500, ~175 words each) replicated to n articles
+    (ids made unique, text and title kept, so every copy links as the original does), with the dev KB
+    built once from its Wikidata-format dump before the modes run (its build is not timed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    articles = args.shared / "wikipedia" / "redocred_dev_as_wikipedia.parquet"
+    dump = args.shared / "kb" / "redocred_dev_wikidata.json"
+    for path in (articles, dump):
+        if not path.is_file():
+            raise SystemExit(f"not found: {path} (pass --shared DIR, the shared data directory)")
+    t0 = time.perf_counter()
+    source = pq.read_table(articles)
+    copies = []
+    for k in range(-(-n // source.num_rows)):
+        ids = pa.array([f"{i}-r{k}" for i in source.column("id").to_pylist()])
+        copies.append(source.set_column(source.schema.get_field_index("id"), "id", ids))
+    table = pa.concat_tables(copies).slice(0, n)
+    path = tmp / f"wikipedia_x{n}.parquet"  # HF wikimedia/wikipedia layout: id, url, title, text
+    pq.write_table(table, path, row_group_size=1000)
+    words = sum(len(t.split()) for t in table.column("text").to_pylist())
+    kb_dir = tmp / "kb"
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from pipeline.kb_source import build_kb; build_kb(*sys.argv[1:3], [])",
+         str(dump), str(kb_dir)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    note = (f"input: {n:,} articles, {words:,} words, {path.stat().st_size / MiB:.0f} MiB; KB built from "
+            f"{dump.name}; {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    args_ = ["--source", "wikipedia", "--input", str(path), "--kb", str(kb_dir)]
+    return Workload("wikipedia", n, args_, unit_name="articles", notes=[note])
 
 
 WORKLOADS: dict[str, Callable[[Path, int, argparse.Namespace], Workload]] = {
@@ -185,7 +218,7 @@ def run_mode(mode: str, work: Workload, tmp: Path, args: argparse.Namespace) -> 
         b"".join(
             str(p.relative_to(out)).encode() + hashlib.md5(p.read_bytes()).digest()
             for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name != "README.md"
+            if p.is_file() and p.name != "README.md" and "_resume" not in p.parts
         )
     ).hexdigest()
     shutil.rmtree(out, ignore_errors=True)  # the next mode needs the disk more than we need the shards
@@ -195,8 +228,14 @@ def run_mode(mode: str, work: Workload, tmp: Path, args: argparse.Namespace) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--path", choices=sorted(WORKLOADS), default="docred", help="workload (default docred)")
-    ap.add_argument("--docs", type=int, default=100_000, help="documents in the input (default 100,000)")
+    ap.add_argument(
+        "--docs",
+        type=int,
+        default=None,
+        help="documents (articles) in the input (default 100,000 for docred, 5,000 for wikipedia)",
+    )
     ap.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="DocRED-format JSON array to replicate")
+    ap.add_argument("--shared", type=Path, default=DEFAULT_INPUT.parent.parent, help="shared data (--path wikipedia)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes for multi_processing and Dask")
     ap.add_argument("--modes", default="in_memory,multi_processing,dask", help="comma-separated, in order")
     ap.add_argument("--dask-npartitions", type=int, default=None, help="--dask_npartitions for the Dask mode")
@@ -205,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="memllm-scale-"))
     try:
-        work = WORKLOADS[args.path](tmp, args.docs, args)
+        n = args.docs or {"docred": 100_000, "wikipedia": 5_000}[args.path]
+        work = WORKLOADS[args.path](tmp, n, args)
         for note in work.notes:
             print(note)
         runs = {}
