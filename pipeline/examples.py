@@ -53,9 +53,15 @@ def memory_buckets(input_bytes: int) -> int:
     return min(MAX_MEMORY_BUCKETS, max(MIN_MEMORY_BUCKETS, 1 << (wanted - 1).bit_length()))
 
 
-def memory_bucket(key: tuple[str, str, str], buckets: int) -> int:
+def memory_key(name: str, relation: str, side: str) -> str:
+    """The join key of a query: `side`, relation and known name in one string (cheaper to hash, pickle
+    and compare than a tuple; unambiguous, as neither a side nor a relation label holds the separator)."""
+    return f"{side}\x1f{relation}\x1f{name}"
+
+
+def memory_bucket(key: str, buckets: int) -> int:
     """A stable bucket of a query key (crc32: the same on every worker, run and Python)."""
-    return zlib.crc32("\x1f".join(key).encode("utf-8")) % buckets
+    return zlib.crc32(key.encode("utf-8")) % buckets
 
 
 class AssignEvidenceFn(CountingDoFn):
@@ -131,8 +137,8 @@ def known_answers(batch: DocumentBatch, buckets: int):
     """(bucket, packed (batch key, [(key, sorted names ≤ RESULT_LIMIT), ...])) for every bucket the batch has
     keys in (`_pack`: bytes, see there why).
 
-    A key is `(known name, relation, asked side)` for every gold triple under every mention-name
-    combination; keys that are never asked (SKIP_QUERIES) are left out."""
+    A key (`memory_key`) is a known name, relation and asked side, for every gold triple under every
+    mention-name combination; keys that are never asked (SKIP_QUERIES) are left out."""
     labels, known = property_labels(), defaultdict(set)
     for doc in batch.docs:
         for rel in doc.relations:
@@ -144,10 +150,10 @@ def known_answers(batch: DocumentBatch, buckets: int):
             tails = {m.name for m in doc.entities[rel.t].mentions}
             if asks_tail:
                 for h in heads:
-                    known[(h, label, TAIL)].update(tails)
+                    known[memory_key(h, label, TAIL)].update(tails)
             if asks_head:
                 for t in tails:
-                    known[(t, label, HEAD)].update(heads)
+                    known[memory_key(t, label, HEAD)].update(heads)
     per_bucket = defaultdict(list)
     for key in sorted(known):
         # The RESULT_LIMIT smallest names overall are among each batch's RESULT_LIMIT smallest.
@@ -181,8 +187,10 @@ def _unpack(data: bytes):
     return pickle.loads(data)
 
 
-def _key_of(query: Query) -> tuple[str, str, str]:
-    return (query.subject, query.relation, TAIL) if query.is_tail_query else (query.object, query.relation, HEAD)
+def _key_of(query: Query) -> str:
+    if query.is_tail_query:
+        return memory_key(query.subject, query.relation, TAIL)
+    return memory_key(query.object, query.relation, HEAD)
 
 
 class ReadExamplesFn(CountingDoFn):
