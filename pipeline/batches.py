@@ -4,7 +4,7 @@ A portable Beam runner pays for every element that crosses a shuffle (encode, ha
 measured here, ~20 µs an element on the local FnApiRunner, whatever its size. One document used to become
 ~125 such elements (a memory request per query, a memory answer per triple name, a row per example), so
 the runner, not the annotators, set the pace (73 documents/s against 700 for the annotators alone). So:
-- documents travel as `DocumentBatch`es, one per input chunk (≤ 500 documents), and every step maps a
+- documents travel as `DocumentBatch`es, one per input chunk (≤ 400 documents), and every step maps a
   batch to a batch: a chunk's examples are one element (a list of rows), its plans one element;
 - the exact-memory join is keyed by a *bucket* of query keys (`pipeline.examples.memory_bucket`), and a
   chunk sends one element per bucket it asks about or knows answers for;

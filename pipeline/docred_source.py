@@ -39,7 +39,7 @@ from pipeline.counting import COUNTS, DEAD, CountingDoFn
 
 log = logging.getLogger("memllm")
 
-CHUNK_DOCS = 500
+CHUNK_DOCS = 400
 CHUNK_BYTES = 4 << 20
 
 
