@@ -104,8 +104,8 @@ def add_generate_parser(sub) -> None:
         "--no-resume",
         dest="resume",
         action="store_false",
-        help="Wikipedia path: annotate every article again (default: reuse the annotated chunks that an "
-        "earlier run with the same arguments finished, kept in OUTPUT/_resume)",
+        help="annotate every article (Wikipedia path) or judge every batch (--evidence llm) again (default: "
+        "reuse the chunks that an earlier run with the same arguments finished, kept in OUTPUT/_resume)",
     )
     g.add_argument(
         "--sections",

@@ -28,6 +28,7 @@ from annotators.evidence_llm import (
 from annotators.relation_labels import property_labels
 from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, CountingDoFn
+from pipeline.resume import ChunkCache, run_or_replay
 from schemas.document import Document
 
 EVIDENCE = "evidence"
@@ -70,14 +71,17 @@ class JudgeEvidenceFn(CountingDoFn):
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         seed: int = DEFAULT_SEED,
         judge: Judge | None = None,  # a ready judge (tests); else a TransformersJudge of `model`
+        resume_dir: str | None = None,  # keep each judged batch there, and reuse it (`pipeline.resume`)
     ):
         self.model, self.batch_size, self.max_new_tokens, self.seed = model, batch_size, max_new_tokens, seed
         self._given = judge
         self._shared = Shared()
         self._held: _Held | None = None
+        self.resume_dir = resume_dir
 
     def setup(self) -> None:
-        self._held = None  # loaded on the first batch that has candidates
+        self._held = None  # loaded on the first batch that has candidates: a resumed run may need none
+        self.cache = ChunkCache(self.resume_dir) if self.resume_dir else None
 
     def _judge(self, prompts):
         if self._held is None:
@@ -90,6 +94,10 @@ class JudgeEvidenceFn(CountingDoFn):
         return self._held.judge(prompts)
 
     def process(self, batch: DocumentBatch):
+        key = f"{batch.key}+{len(batch.docs)}"
+        yield from run_or_replay(self, self.cache, key, lambda: self._judge_batch(batch))
+
+    def _judge_batch(self, batch: DocumentBatch):
         docs, rows = [], []
         for doc, judgements in judge_documents(batch.docs, self._judge, property_labels(), self.seed):
             docs.append(doc)

@@ -45,7 +45,7 @@ class GenerateConfig:
     source: str = "docred"  # "docred" (DocRED-format JSON) or "wikipedia" (raw articles, annotated here)
     kb: str | None = None  # Wikipedia: a Wikidata JSON dump (built into OUT/kb) or a KB directory
     sections: str = "lead"  # Wikipedia: "lead" section only (as MemLLM's Wikipedia memory) or "full" text
-    resume: bool = True  # Wikipedia: reuse the annotated chunks of an earlier run with the same arguments
+    resume: bool = True  # reuse the articles annotated / batches judged that an earlier same-argument run kept
     dataset: str | None = None  # the `source` column; inferred from file names when None
     split: str | None = None
     memory: str = "exact"  # "exact": a join on the gold triples; "embedding": a stored embedding memory
@@ -86,7 +86,9 @@ def build_pipeline(
 
     evidence_counts = []
     if cfg.evidence == "llm":
-        fn = JudgeEvidenceFn(cfg.judge_model, cfg.judge_batch_size, cfg.judge_max_new_tokens, cfg.seed)
+        fn = JudgeEvidenceFn(
+            cfg.judge_model, cfg.judge_batch_size, cfg.judge_max_new_tokens, cfg.seed, resume_dir=resume_dir
+        )
         batches, evidence_rows, judged_counts = batches | "Evidence" >> JudgeEvidence(fn)
         evidence_counts += [
             judged_counts,
@@ -203,6 +205,13 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
         kb_dir = resolve_kb(cfg)
         options = {"source": cfg.source, "sections": cfg.sections, "dataset": cfg.dataset, "split": cfg.split}
         resume_dir = prepare_resume(cfg.output, fingerprint([f.path for f in files], kb_dir, options), cfg.resume)
+    elif cfg.evidence == "llm":  # the judge is the expensive step of the DocRED path: its batches are kept
+        options = {k: getattr(cfg, k) for k in ("source", "evidence", "judge_model", "judge_max_new_tokens", "seed")}
+        options |= {"dataset": cfg.dataset, "split": cfg.split}
+        model_files = [FileSystems.join(cfg.judge_model, "*")] if FileSystems.exists(cfg.judge_model) else []
+        resume_dir = prepare_resume(
+            cfg.output, fingerprint([f.path for f in files] + model_files, None, options), cfg.resume
+        )
     log.info("memllm generate: %d input file(s) → %s", len(files), cfg.output)
     for f in files:
         log.info("  %s (%s, %s, split %s)", f.path, f.fmt, f.source, f.split)

@@ -1,7 +1,9 @@
-"""Resuming long runs: the annotated documents of every finished input chunk are kept, and reused.
+"""Resuming long runs: the result of every finished input chunk of the expensive step is kept, and reused.
 
-On the Wikipedia path nearly all the time goes to annotating articles (spaCy, linking): ~130 core-hours
-over English Wikipedia. So each chunk's result (its `DocumentBatch`, dead letters and counts) is written,
+The expensive step is annotating articles on the Wikipedia path (spaCy, linking: most of a run's hundreds
+of core-hours over English Wikipedia) and the LLM evidence judge (`--evidence llm`, GPU) on the DocRED path;
+the rest of a run (examples, shards) is cheap next to them and runs again. So each chunk's result (its
+`DocumentBatch`, side outputs, dead letters and counts) is written,
 once the chunk is done, to `OUT/_resume/<fingerprint>/<chunk key>.pkl` (to a temporary name, then
 renamed: a file there is always complete, like datatrove's completion markers). A rerun with the same
 arguments reads those files instead of annotating again, so an interrupted run loses at most the chunks
@@ -9,10 +11,12 @@ that were in flight; every later step (examples, shards, stats) runs again from 
 cheap next to annotation.
 
 The guarantee: a resumed run writes the same bytes as an uninterrupted one. The fingerprint covers what
-the documents depend on: every input file's path, size and modification time, the KB (the dump it was
-built from, or the KB directory's files and sizes), the annotation options and memllm's version; any
-change gives a new fingerprint, so nothing stale is reused (older fingerprints' directories are removed
-at the start of the run). `--no-resume` removes `OUT/_resume` and keeps nothing.
+the step's results depend on: every input file's path, size and modification time, the KB (the dump it was
+built from, or the KB directory's files and sizes) or the judge model (its files, for a local directory),
+the step's options and memllm's version; any change gives a new fingerprint, so nothing stale is reused
+(older fingerprints' directories are removed at the start of the run). Not covered: Beam options (they do
+not change results) and code edited without a version change (a developer's checkout: use `--no-resume`).
+`--no-resume` removes `OUT/_resume` and keeps nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections import Counter
+from collections.abc import Callable, Iterable
 from importlib import metadata
 
 from apache_beam.io.filesystems import FileSystems
@@ -91,3 +97,23 @@ class ChunkCache:
         with FileSystems.create(tmp) as f:
             f.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
         FileSystems.rename([tmp], [path])
+
+
+def run_or_replay(dofn, cache: ChunkCache | None, key: str, run: Callable[[], Iterable]) -> list:
+    """The outputs of `run()` for one chunk, saved in `cache`; or, when the cache has them, the saved outputs
+    with their counts replayed into `dofn` (a `pipeline.counting.CountingDoFn`): the same outputs and counts
+    either way."""
+    saved = cache.load(key) if cache else None
+    if saved is None:
+        before, dofn._counts = dofn._counts, Counter()  # this chunk's counts alone, to save with it
+        outputs = list(run())
+        saved = (outputs, dict(dofn._counts))
+        before.update(dofn._counts)
+        dofn._counts = before
+        if cache:
+            cache.save(key, saved)
+    else:
+        dofn.count("resume.chunks_reused")
+        for name, n in saved[1].items():
+            dofn.count(name, n)
+    return saved[0]

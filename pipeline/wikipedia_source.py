@@ -31,7 +31,7 @@ from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
 from pipeline.docred_source import InputError, InputFile, json_format, match_inputs
 from pipeline.kb_source import shared_kb
-from pipeline.resume import ChunkCache
+from pipeline.resume import ChunkCache, run_or_replay
 from schemas.article import Article
 
 log = logging.getLogger("memllm")
@@ -169,20 +169,7 @@ class AnnotateArticleChunk(CountingDoFn):
     def process(self, chunk: ArticleChunk):
         """Annotate the chunk, or replay its saved result (`pipeline.resume`): the same outputs and counts."""
         key = f"{chunk.file.path}@{chunk.first_index}+{chunk.count}"
-        saved = self.cache.load(key) if self.cache else None
-        if saved is None:
-            before, self._counts = self._counts, Counter()  # this chunk's counts alone, to save with it
-            outputs = list(self._annotate_chunk(chunk))
-            saved = (outputs, dict(self._counts))
-            before.update(self._counts)
-            self._counts = before
-            if self.cache:
-                self.cache.save(key, saved)
-        else:
-            self.count("resume.chunks_reused")
-            for name, n in saved[1].items():
-                self.count(name, n)
-        yield from saved[0]
+        yield from run_or_replay(self, self.cache, key, lambda: self._annotate_chunk(chunk))
 
     def _annotator(self) -> WikipediaAnnotator:
         if self.annotator is None:

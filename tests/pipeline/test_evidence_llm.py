@@ -109,3 +109,43 @@ def test_generate_with_smollm2_judge_end_to_end(tmp_path, smollm2, sample_path):
             key = (row["doc_index"], t["label_index"])
             assert row["sent_id"] in documents[row["doc_index"]]["relations"][t["label_index"]]["evidence"], key
     assert "config_name: evidence" in (out / "README.md").read_text()
+
+
+def test_a_rerun_reuses_the_judged_batches_with_the_same_outputs_and_counts(tmp_path):
+    """`--evidence llm` is resumable (pipeline.resume): a batch judged once is replayed, not judged again."""
+    batches = [
+        DocumentBatch("f@0", [two_sentence_doc("a", []), two_sentence_doc("b", [1])]),
+        DocumentBatch("f@2", [two_sentence_doc("c", [])]),
+    ]
+    calls = tmp_path / "calls"  # the DoFn runs on a copy of the judge: count through a file
+
+    def counting_judge(prompts):
+        with open(calls, "a") as f:
+            f.write(f"{len(prompts)}\n")
+        return yes_at_first_sentence(prompts)
+
+    def never(prompts):
+        raise AssertionError("a resumed batch must not be judged again")
+
+    def run(judge, reused: int):
+        with BeamTestPipeline(argv=["--runner=FnApiRunner"]) as p:
+            fn = JudgeEvidenceFn("unused", judge=judge, resume_dir=str(tmp_path / "cache"))
+            judged, rows, counts = p | beam.Create(batches) | JudgeEvidence(fn)
+            evidence = judged | "Ev" >> beam.FlatMap(lambda b: [(d.doc_id, d.relations[0].evidence) for d in b.docs])
+            assert_that(evidence, equal_to([("a", [0]), ("b", [1]), ("c", [0])]), label="evidence")
+            flat = rows | "Rows" >> beam.FlatMap(lambda rs: [(r["id"], r["verdict"]) for r in rs])
+            expected_rows = [
+                ("a/e0000s0000", True),
+                ("a/e0000s0001", False),
+                ("c/e0000s0000", True),
+                ("c/e0000s0001", False),
+            ]
+            assert_that(flat, equal_to(expected_rows), label="rows")
+            expected = [("evidence.llm.candidates", 4), ("evidence.llm.yes", 2), ("evidence.llm.no", 2)]
+            expected += [("evidence.llm.assigned", 2)] + ([("resume.chunks_reused", reused)] if reused else [])
+            assert_that(counts | beam.CombinePerKey(sum), equal_to(expected), label="counts")
+
+    run(counting_judge, reused=0)
+    assert sum(map(int, calls.read_text().split())) == 4
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # one file per judged batch
+    run(never, reused=2)
