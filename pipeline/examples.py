@@ -133,9 +133,9 @@ def _asked_sides(label: str) -> tuple[bool, bool]:
 
 
 @runs_without_gc
-def known_answers(batch: DocumentBatch, buckets: int):
-    """(bucket, packed (batch key, [(key, sorted names ≤ RESULT_LIMIT), ...])) for every bucket the batch has
-    keys in (`_pack`: bytes, see there why).
+def known_answers(batch: DocumentBatch, buckets: int, spill: SpillStore):
+    """(bucket, spilled packed (batch key, [(key, sorted names ≤ RESULT_LIMIT), ...])) for every bucket the
+    batch has keys in (`_pack`: bytes, see there why; `SpillStore`: a file range, see there why).
 
     A key (`memory_key`) is a known name, relation and asked side, for every gold triple under every
     mention-name combination; keys that are never asked (SKIP_QUERIES) are left out."""
@@ -158,21 +158,23 @@ def known_answers(batch: DocumentBatch, buckets: int):
     for key in sorted(known):
         # The RESULT_LIMIT smallest names overall are among each batch's RESULT_LIMIT smallest.
         per_bucket[memory_bucket(key, buckets)].append((key, sorted(known[key])[:RESULT_LIMIT]))
-    for bucket, answers in sorted(per_bucket.items()):
-        yield bucket, _pack((batch.key, answers))
+    bucket_ids = sorted(per_bucket)
+    refs = spill.put(f"known:{batch.key}", [_pack((batch.key, per_bucket[b])) for b in bucket_ids])
+    yield from zip(bucket_ids, refs)
 
 
 @runs_without_gc
-def answer_batches(bucket: int, parts):
-    """One bucket of the memory, from every batch that has keys in it → (batch key, packed results for its keys)."""
-    parts = [_unpack(p) for p in parts]
+def answer_batches(bucket: int, parts, spill: SpillStore):
+    """One bucket of the memory, from every batch that has keys in it → (batch key, spilled packed results for
+    its keys)."""
+    parts = sorted(_unpack(spill.get(p)) for p in parts)  # by batch key: the same file on every run
     merged = defaultdict(set)
     for _, answers in parts:
         for key, names in answers:
             merged[key].update(names)
     results = {key: sorted(names)[:RESULT_LIMIT] for key, names in merged.items()}
-    for batch_key, answers in parts:
-        yield batch_key, _pack([(key, results[key]) for key, _ in answers])
+    refs = spill.put(f"answers:{bucket}", [_pack([(key, results[key]) for key, _ in answers]) for _, answers in parts])
+    yield from zip((batch_key for batch_key, _ in parts), refs)
 
 
 def _pack(value) -> bytes:
@@ -185,6 +187,40 @@ def _pack(value) -> bytes:
 
 def _unpack(data: bytes):
     return pickle.loads(data)
+
+
+class SpillStore:
+    """Where the read path's intermediate bytes go (the batches for the regroup, memory keys, answers).
+
+    With a directory, each `put` writes its blobs into one file there and returns `(path, offset, length)`
+    references, and only those cross the shuffles, as the rows do (pipeline.sinks): the local runners hold
+    every shuffled byte in the launching process, and the memory join's bytes grow with the input (2.2 GB of
+    peak at 100,000 documents before; flat now). Without one (tests), the bytes themselves are the references.
+    Files are named by what they hold, so a retried step rewrites the same file."""
+
+    def __init__(self, directory: str | None):
+        self.directory = directory
+
+    def put(self, name: str, blobs: list[bytes]) -> list:
+        if self.directory is None:
+            return blobs
+        path = FileSystems.join(self.directory, hashlib.sha1(name.encode("utf-8")).hexdigest() + ".bin")
+        refs, offset = [], 0
+        with FileSystems.create(path) as f:
+            for blob in blobs:
+                f.write(blob)
+                refs.append((path, offset, len(blob)))
+                offset += len(blob)
+        return refs
+
+    @staticmethod
+    def get(ref) -> bytes:
+        if isinstance(ref, bytes):
+            return ref
+        path, offset, length = ref
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            f.seek(offset)
+            return f.read(length)
 
 
 def _key_of(query: Query) -> str:
@@ -226,7 +262,7 @@ class FinishReadsFn(ReadExamplesFn):
 
     def process(self, element):
         _, grouped = element
-        answers = {key: names for part in grouped["results"] for key, names in _unpack(part)}
+        answers = {key: names for part in grouped["results"] for key, names in _unpack(SpillStore.get(part))}
         plans, dead = self.plan_documents(doc for ref in grouped["batch"] for doc in _load_batch(ref).docs)
         # Only the queries the plans ask (~40% of the keys); one the memory lacks fails its document there.
         needed = {q: _key_of(q) for _, plan in plans for q in plan.needed}
@@ -237,32 +273,22 @@ class FinishReadsFn(ReadExamplesFn):
 
 
 class KeyBatchFn(beam.DoFn):
-    """DocumentBatch → (batch key, the batch pickled, or the name of a spill file holding it).
+    """DocumentBatch → (batch key, the batch pickled, spilled: see SpillStore).
 
     Pickled once, here: as an object, Beam would pickle it again at every step of the regroup that samples
-    element sizes (Document pickles compactly, see Document.__reduce__). With a spill directory the bytes
-    go to a file and only its name crosses the shuffle (see pipeline.sinks)."""
+    element sizes (Document pickles compactly, see Document.__reduce__)."""
 
-    def __init__(self, spill_dir: str | None):
-        self.spill_dir = spill_dir
+    def __init__(self, spill: SpillStore):
+        self.spill = spill
 
     @runs_without_gc
     def process(self, batch: DocumentBatch):
         data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-        if self.spill_dir is None:
-            yield batch.key, data
-            return
-        path = FileSystems.join(self.spill_dir, hashlib.sha1(batch.key.encode("utf-8")).hexdigest() + ".pkl")
-        with FileSystems.create(path) as f:
-            f.write(data)
-        yield batch.key, path
+        yield batch.key, self.spill.put(f"batch:{batch.key}", [data])[0]
 
 
-def _load_batch(ref: bytes | str) -> DocumentBatch:
-    if isinstance(ref, str):
-        with FileSystems.open(ref, compression_type="uncompressed") as f:
-            ref = f.read()
-    return pickle.loads(ref)
+def _load_batch(ref) -> DocumentBatch:
+    return pickle.loads(SpillStore.get(ref))
 
 
 class BuildReadExamples(beam.PTransform):
@@ -274,14 +300,15 @@ class BuildReadExamples(beam.PTransform):
         self.spill_dir = spill_dir
 
     def expand(self, batches):
+        spill = SpillStore(self.spill_dir)
         results = (
             batches
-            | "KnownAnswers" >> beam.FlatMap(known_answers, self.buckets)
+            | "KnownAnswers" >> beam.FlatMap(known_answers, self.buckets, spill)
             | "GroupByMemoryBucket" >> beam.GroupByKey()
-            | "Answer" >> beam.FlatMapTuple(answer_batches)
+            | "Answer" >> beam.FlatMap(lambda kv: answer_batches(*kv, spill))
         )
         finished = (
-            {"batch": batches | "KeyByBatch" >> beam.ParDo(KeyBatchFn(self.spill_dir)), "results": results}
+            {"batch": batches | "KeyByBatch" >> beam.ParDo(KeyBatchFn(spill)), "results": results}
             | "RegroupByBatch" >> beam.CoGroupByKey()
             | "Finish" >> beam.ParDo(FinishReadsFn()).with_output_types(Rows).with_outputs(COUNTS, DEAD, main="rows")
         )

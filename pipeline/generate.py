@@ -106,7 +106,7 @@ def build_pipeline(
         reads = BuildReadExamplesWithMemory(embedding_memory_path(cfg), cfg.embedding_model, cfg.memory_preset)
     else:
         buckets = cfg.memory_buckets or memory_buckets(sum(f.size for f in files))
-        reads = BuildReadExamples(buckets, spill_dir=FileSystems.join(cfg.output, SPILL_DIR, "batches"))
+        reads = BuildReadExamples(buckets, spill_dir=FileSystems.join(cfg.output, SPILL_DIR, "reads"))
     read_rows, mr_dead, mr_counts = batches | "MemoryRead" >> reads
 
     written = [
