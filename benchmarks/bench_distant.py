@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_docred import DEFAULT_INPUT, MiB, bench_pipeline  # noqa: E402
+from bench_docred import DEFAULT_INPUT, MiB, bench_pipeline, scratch_dir  # noqa: E402
 
 from annotators.docred import Record, scan_json_records  # noqa: E402
 
@@ -67,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.input.is_file():
         print(f"input not found: {args.input} (the Re-DocRED dev split; pass --input FILE)", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="memllm-distant-"))
-    try:
+    with scratch_dir("memllm-distant-", args.keep) as tmp:
         path = tmp / "train_distant_synthetic.json"
         t0 = time.perf_counter()
         n, relations = make_distant(args.input, path, args.mb)
@@ -98,11 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  peak memory < 2 GiB (2 workers): {peak:,.0f} MiB  {'PASS' if peak < 2048 else 'FAIL'}")
         print(f"  both workers busy (each >= 50% of the wall time): {shares}  {'PASS' if both else 'FAIL'}")
         print(f"  speed-up of 2 workers over 1 process: {single['seconds'] / multi['seconds']:.2f} x")
-    finally:
-        if args.keep:
-            print(f"kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

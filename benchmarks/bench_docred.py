@@ -20,6 +20,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -50,29 +51,31 @@ MODES = {MULTI: ["--direct_running_mode=multi_processing", "--direct_num_workers
 
 
 class PeakRSS(threading.Thread):
-    """Samples the summed RSS of a process (optionally with all its descendants) every 0.2 s, and the CPU
-    seconds (user + system) each process of the tree has used so far (`cpu`, by pid)."""
+    """Samples the summed RSS of some processes (optionally with all their descendants) every 0.2 s, and the
+    CPU seconds (user + system) each process of the trees has used so far (`cpu`, by pid)."""
 
-    def __init__(self, pid: int, children: bool) -> None:
+    def __init__(self, pids: int | list[int], children: bool) -> None:
         super().__init__(daemon=True)
-        self.proc, self.children, self.peak, self.done = psutil.Process(pid), children, 0, threading.Event()
+        self.roots = [psutil.Process(p) for p in ([pids] if isinstance(pids, int) else pids)]
+        self.children, self.peak, self.done = children, 0, threading.Event()
         self.cpu: dict[int, float] = {}
         self.start()
 
     def run(self) -> None:
         while True:
-            try:
-                procs = [self.proc] + (self.proc.children(recursive=True) if self.children else [])
-            except psutil.Error:
-                procs = []
             total = 0
-            for p in procs:
+            for root in self.roots:
                 try:
-                    total += p.memory_info().rss
-                    times = p.cpu_times()
-                    self.cpu[p.pid] = times.user + times.system
+                    procs = [root] + (root.children(recursive=True) if self.children else [])
                 except psutil.Error:
-                    pass
+                    continue
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                        times = p.cpu_times()
+                        self.cpu[p.pid] = times.user + times.system
+                    except psutil.Error:
+                        pass
             self.peak = max(self.peak, total)
             if self.done.wait(0.2):
                 return
@@ -81,6 +84,19 @@ class PeakRSS(threading.Thread):
         self.done.set()
         self.join()
         return self.peak / MiB
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temporary directory for a benchmark's input and outputs: removed afterwards unless `keep`."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def replicate(source: Path, out: Path, n: int) -> None:
@@ -148,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.input.is_file():
         print(f"input not found: {args.input} (the Re-DocRED dev split; pass --input FILE)", file=sys.stderr)
         return 2
-    n, tmp = args.docs, Path(tempfile.mkdtemp(prefix="memllm-bench-"))
-    try:
+    n = args.docs
+    with scratch_dir("memllm-bench-", args.keep) as tmp:
         path = tmp / f"dev_revised_x{n}.json"  # the name makes the pipeline infer redocred / validation
         t0 = time.perf_counter()
         replicate(args.input, path, n)
@@ -213,11 +229,6 @@ def main(argv: list[str] | None = None) -> int:
         peak = max(r[2] for r in rows)
         print(f"  peak memory < 2 GiB (every mode): max {peak:,.0f} MiB  {mark(peak < 2048)}")
         print("reference baseline: original scripts: about 350 documents/s on this data")
-    finally:
-        if args.keep:
-            print(f"kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

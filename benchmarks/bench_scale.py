@@ -32,19 +32,15 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_docred import DEFAULT_INPUT, replicate  # noqa: E402  (same directory)
+from bench_docred import DEFAULT_INPUT, PeakRSS, replicate, scratch_dir  # noqa: E402  (same directory)
 
 MiB = 1 << 20
 
@@ -111,38 +107,6 @@ WORKLOADS: dict[str, Callable[[Path, int, argparse.Namespace], Workload]] = {
 }
 
 
-class PeakRSS(threading.Thread):
-    """Samples the summed RSS of some processes and all their descendants every 0.2 s."""
-
-    def __init__(self, pids: list[int]) -> None:
-        super().__init__(daemon=True)
-        self.roots = [psutil.Process(p) for p in pids]
-        self.peak, self.done = 0, threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while True:
-            total = 0
-            for root in self.roots:
-                try:
-                    procs = [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    continue
-                for p in procs:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-            self.peak = max(self.peak, total)
-            if self.done.wait(0.2):
-                return
-
-    def stop(self) -> float:
-        self.done.set()
-        self.join()
-        return self.peak / MiB
-
-
 CLUSTER_SCRIPT = """
 import sys
 from dask.distributed import LocalCluster
@@ -201,7 +165,7 @@ def run_mode(mode: str, work: Workload, tmp: Path, args: argparse.Namespace) -> 
         with open(tmp / f"{mode}.stdout", "w") as so, open(tmp / f"{mode}.stderr", "w") as se:
             t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=se)
-            sampler = PeakRSS([proc.pid] + ([cluster.proc.pid] if cluster else []))
+            sampler = PeakRSS([proc.pid] + ([cluster.proc.pid] if cluster else []), children=True)
             rc = proc.wait()
             r = {"seconds": time.perf_counter() - t0, "peak": sampler.stop()}
     finally:
@@ -242,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (input, logs)")
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    tmp = Path(tempfile.mkdtemp(prefix="memllm-scale-"))
-    try:
+    with scratch_dir("memllm-scale-", args.keep) as tmp:
         n = args.docs or {"docred": 100_000, "wikipedia": 5_000}[args.path]
         work = WORKLOADS[args.path](tmp, n, args)
         for note in work.notes:
@@ -255,11 +218,6 @@ def main(argv: list[str] | None = None) -> int:
             extra = f", cluster start-up {r['startup']:.1f} s" if "startup" in r else ""
             print(f"{mode}: {r['seconds']:.1f} s, peak {r['peak']:,.0f} MiB{extra}", flush=True)
         report(work, runs, args.workers)
-    finally:
-        if args.keep:
-            print(f"kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
