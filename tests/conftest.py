@@ -120,3 +120,25 @@ def smollm2(tmp_path_factory) -> Path:
     fresh.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread():
+    """One intra-op thread: the test models' matrices are too small to gain from more, and on a busy 2-core
+    machine OpenMP threads competing for cores made a tiny-model step 10-50x slower (measured)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def nlp():
+    """The spaCy pipeline of the Wikipedia annotators (skips without the model package)."""
+    from annotators.nlp import ModelNotFound, load_nlp
+
+    try:
+        return load_nlp()
+    except ModelNotFound as e:
+        pytest.skip(str(e))

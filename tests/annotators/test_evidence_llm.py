@@ -24,6 +24,8 @@ from annotators.evidence_llm import (
 )
 from schemas.document import Document, Entity, Mention, Relation
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
+
 SENTS = [["Ann", "Lee", "met", "Bo", "."], ["Cy", "saw", "Lee", "."], ["Bo", "Kim", "and", "Cy", "Ray", "."]]
 
 
@@ -175,15 +177,6 @@ def test_documents_share_one_judge_call_and_a_judge_must_answer_every_prompt(lab
 
 
 # --- the real model --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from annotators.kb import KnowledgeBase
 from annotators.linking import Linker, LinkingConfig, title_name
 from annotators.wikidata import WikidataEntity as E
-
-
-@pytest.fixture(scope="module")
-def nlp():
-    from annotators.nlp import ModelNotFound, load_nlp
-
-    try:
-        return load_nlp()
-    except ModelNotFound as e:
-        pytest.skip(str(e))
-
 
 KB = KnowledgeBase.from_entities(
     [

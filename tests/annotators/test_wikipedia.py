@@ -27,16 +27,6 @@ KB = KnowledgeBase.from_entities(
 )
 
 
-@pytest.fixture(scope="module")
-def nlp():
-    from annotators.nlp import ModelNotFound, load_nlp
-
-    try:
-        return load_nlp()
-    except ModelNotFound as e:
-        pytest.skip(str(e))
-
-
 def article(text, title="Barack Obama", index=0, id="100") -> Article:
     return Article(id, f"https://en.wikipedia.org/wiki/{title}", title, text, index)
 

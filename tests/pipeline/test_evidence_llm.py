@@ -17,14 +17,7 @@ from schemas.document import Document, Entity, Mention, Relation
 from schemas.records import EVIDENCE_SCHEMA
 from tests.pipeline.test_generate import generate
 
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def yes_at_first_sentence(prompts):

@@ -36,15 +36,8 @@ SCHEMAS = {"memory_write": MEMORY_WRITE_SCHEMA, "memory_read": MEMORY_READ_SCHEM
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: the test models' matrices are too small to gain from more, and on a busy 2-core
-    machine OpenMP threads competing for cores made a tiny-model step 10-50x slower (measured)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every trainer test runs torch on one thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(autouse=True)
@@ -83,9 +76,7 @@ RELATIONS = ["author", "place of birth", "country", "performer", "part of", "loc
 
 def _sentence(rng: random.Random) -> str:
     return (
-        " ".join(
-            rng.choice(WORDS).capitalize() if i == 0 else rng.choice(WORDS) for i in range(rng.randint(5, 12))
-        )
+        " ".join(rng.choice(WORDS).capitalize() if i == 0 else rng.choice(WORDS) for i in range(rng.randint(5, 12)))
         + " ."
     )
 
