@@ -62,6 +62,16 @@ class CountingDoFn(beam.DoFn):
         """A dead letter for a valid document that a step failed on (a bug, or input no rule foresaw)."""
         return self.reject(doc.doc_id, doc.to_row(), step, f"{type(error).__name__}: {error}", doc.split)
 
+    def run_counted(self, run) -> tuple[list, dict[str, int]]:
+        """`run()`'s outputs, and the counts it made apart from the bundle's (they are added to it too)."""
+        before, self._counts = self._counts, Counter()
+        try:
+            outputs = list(run())
+            return outputs, dict(self._counts)
+        finally:
+            before.update(self._counts)
+            self._counts = before
+
     def finish_bundle(self):
         resume_gc()
         for name, n in sorted(self._counts.items()):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from collections import Counter
 from collections.abc import Callable, Iterable
 from importlib import metadata
 
@@ -105,11 +104,7 @@ def run_or_replay(dofn, cache: ChunkCache | None, key: str, run: Callable[[], It
     either way."""
     saved = cache.load(key) if cache else None
     if saved is None:
-        before, dofn._counts = dofn._counts, Counter()  # this chunk's counts alone, to save with it
-        outputs = list(run())
-        saved = (outputs, dict(dofn._counts))
-        before.update(dofn._counts)
-        dofn._counts = before
+        saved = dofn.run_counted(run)
         if cache:
             cache.save(key, saved)
     else:

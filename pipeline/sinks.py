@@ -72,9 +72,8 @@ def write_parquet_file(path: str, parts: list[pa.Table], schema: pa.Schema, sort
     order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in sort_by])
     columns = table.columns
     del table
-    for i, column in enumerate(columns):
-        columns[i] = column.take(order)
-    del column
+    for i in range(len(columns)):
+        columns[i] = columns[i].take(order)
     table = pa.Table.from_arrays(columns, schema=schema)
     del columns
 
