@@ -20,7 +20,9 @@ by the target string; the first example of a document trains its prefix (`preapi
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -106,6 +108,9 @@ class TargetGroup:
     in_pretext: bool = False  # target string already occurs before the read point: no read here
 
 
+_plus_one = (1).__add__  # keeps the offsets loop in C
+
+
 @dataclass(slots=True)
 class ReadPlan:
     """What `finish_reads` needs of a document: its reference, its tokens in order, its target groups."""
@@ -113,6 +118,16 @@ class ReadPlan:
     ref: DocRef
     words: list[str]
     groups: list[TargetGroup]
+    text: str = field(init=False)  # " ".join(words)
+    starts: list[int] = field(init=False)  # character offset in `text` of each word, then len(text) + 1
+
+    def __post_init__(self) -> None:
+        self.text = " ".join(self.words)
+        self.starts = list(itertools.accumulate(map(_plus_one, map(len, self.words)), initial=0))
+
+    def span(self, start: int, end: int) -> str:
+        """`" ".join(words[start:end])`, sliced from `text` (the prefixes of a document's reads overlap)."""
+        return self.text[self.starts[start] : self.starts[end] - 1] if end > start else ""
 
     @property
     def needed(self) -> list[Query]:
@@ -133,7 +148,7 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
         offsets.append(offsets[-1] + len(s))
     stream = sorted(
         ((offsets[m.sent_id] + m.start, e, m) for e, ent in enumerate(doc.entities) for m in ent.mentions),
-        key=lambda x: (x[0], x[1]),
+        key=operator.itemgetter(0, 1),
     )
     rels_of: dict[int, list[int]] = {}
     for i, rel in enumerate(doc.relations):
@@ -165,7 +180,7 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
                 )
 
     # Step 4: sort by (target start in its sentence, source name), merge records at the same target span.
-    ordered = sorted(records, key=lambda r: (r[0], r[5]))
+    ordered = sorted(records, key=operator.itemgetter(0, 5))
     groups: list[TargetGroup] = []
     by_target: dict[tuple[int, int, int], TargetGroup] = {}
     for t_start, t_end, t_sent, t_global, t_name, s_name, s_start, _s_end, label, target_type in ordered:
@@ -186,24 +201,33 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
     # Step 5: document order; step 7's first test: no read for a target already written verbatim.
     groups.sort(key=lambda g: (g.sent_id, g.span[0]))
     words = [w for s in doc.sents for w in s]
+    plan = ReadPlan(doc.ref, words, groups)
+    text, starts = plan.text, plan.starts
     for g in groups:
-        g.in_pretext = g.target in " ".join(words[: g.read_point])
-    return ReadPlan(doc.ref, words, groups)
+        # `target in " ".join(words[:read_point])`, without building the prefix
+        g.in_pretext = text.find(g.target, 0, max(0, starts[g.read_point] - 1)) >= 0
+    return plan
 
 
-def _top_query(ranked: list[tuple[int, Query]]) -> str | None:
+def _top_query(ranked: list[tuple[int, Query]]) -> Query | None:
     """The top-priority query as the reference sorts them: by priority, ties by the query's JSON text."""
     if not ranked:
         return None
     best = min(p for p, _ in ranked)
-    return min(json.dumps([q.subject, q.relation, q.object]) for p, q in ranked if p == best)
+    tied = [q for p, q in ranked if p == best]
+    return tied[0] if len(tied) == 1 else min(tied, key=_json_text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _json_text(query: Query) -> str:
+    return json.dumps([query.subject, query.relation, query.object])
 
 
 def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[ReadExample]:
     """Steps 7-9 of Algorithm 1, given every needed query's result (sorted distinct names)."""
     # Step 7: included sources per group (<= Q_thr results, not skipped), with their priorities.
     included: list[list[int]] = []
-    top_query: list[str | None] = []
+    top_query: list[Query | None] = []
     for g in plan.groups:
         inc, ranked = [], []
         if not g.in_pretext:
@@ -244,7 +268,7 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
             query_results = [[g.target] for _ in queries]
         nxt = next((k for k in kept if k > gi), None)
         next_point = plan.groups[nxt].read_point if nxt is not None else len(words)
-        prefix = " ".join(words[: g.read_point])
+        prefix = plan.span(0, g.read_point)
         first = not examples
         examples.append(
             ReadExample(
@@ -256,7 +280,7 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
                 preapi_text=prefix if first else "",
                 queries=queries,
                 query_results=query_results,
-                continuation=" ".join(words[g.read_point : next_point]),
+                continuation=plan.span(g.read_point, next_point),
                 eot=nxt is None,
             )
         )
