@@ -36,13 +36,27 @@ def reference_rng(seed: int = REFERENCE_SEED) -> random.Random:
 
 
 def _selected_per_sentence(n_sents: int, evidences: list[list[int]]) -> list[list[int]]:
-    """Label indices considered at each sentence: its evidence, or every sentence for empty evidence."""
-    always = {i for i, evidence in enumerate(evidences) if not evidence}
-    selected: list[set[int]] = [set(always) for _ in range(n_sents)]
+    """Label indices considered at each sentence, ascending: its evidence, or every sentence for empty
+    evidence. (Run for every record of a file by the reader's serial pass: lists filled in label order
+    are already sorted, so sets are only built where an index may repeat or the always-set joins in.)"""
+    selected: list[list[int]] = [[] for _ in range(n_sents)]
+    always = []
     for i, evidence in enumerate(evidences):
+        if not evidence:
+            always.append(i)
         for ev in evidence:
-            selected[ev].add(i)
-    return [sorted(s) for s in selected]
+            selected[ev].append(i)
+    if always:
+        return [sorted(set(s).union(always)) for s in selected]
+    return [list(dict.fromkeys(s)) if len(s) > 1 else s for s in selected]
+
+
+def _steps(n: int) -> tuple[tuple[int, int], ...]:
+    """Fisher-Yates from the end over n items: per step, the bound m and the bits `_randbelow(m)` draws."""
+    return tuple((m, m.bit_length()) for m in range(n, 1, -1))
+
+
+_STEPS = [_steps(n) for n in range(257)]  # the reference's products are small; bigger ones are computed
 
 
 def shuffled_indices(rng: random.Random, n: int) -> list[int]:
@@ -51,12 +65,11 @@ def shuffled_indices(rng: random.Random, n: int) -> list[int]:
     document, and the library version's call overhead was a third of the whole builder."""
     x = list(range(n))
     getrandbits = rng.getrandbits
-    for i in range(n - 1, 0, -1):
-        m = i + 1
-        k = m.bit_length()
+    for m, k in _STEPS[n] if n < len(_STEPS) else _steps(n):
         j = getrandbits(k)
         while j >= m:
             j = getrandbits(k)
+        i = m - 1
         x[i], x[j] = x[j], x[i]
     return x
 
@@ -64,8 +77,7 @@ def shuffled_indices(rng: random.Random, n: int) -> list[int]:
 def consume_shuffle(rng: random.Random, n: int) -> None:
     """Draw what `shuffled_indices(rng, n)` draws, without building the permutation."""
     getrandbits = rng.getrandbits
-    for m in range(n, 1, -1):
-        k = m.bit_length()
+    for m, k in _STEPS[n] if n < len(_STEPS) else _steps(n):
         while getrandbits(k) >= m:
             pass
 
@@ -101,9 +113,16 @@ def _shuffle_sizes(
 
 
 def advance_reference_rng(record: object, rng: random.Random) -> None:
-    """Consume exactly what `build_write_examples` draws for this raw record, without building anything."""
+    """Consume exactly what `build_write_examples` draws for this raw record, without building anything.
+
+    The reader runs this over every record of a file, in order, before anything else can start: the loop
+    is `consume_shuffle` inlined over the sizes (40% of them are 1, which draws nothing)."""
+    getrandbits, steps = rng.getrandbits, _STEPS
     for n in reference_shuffle_sizes(record):
-        consume_shuffle(rng, n)
+        if n > 1:
+            for m, k in steps[n] if n < len(steps) else _steps(n):
+                while getrandbits(k) >= m:
+                    pass
 
 
 def skip_document(doc: Document, rng: random.Random) -> None:
