@@ -120,24 +120,25 @@ class ReadPlan:
     groups: list[TargetGroup]
     text: str = field(init=False)  # " ".join(words)
     starts: list[int] = field(init=False)  # character offset in `text` of each word, then len(text) + 1
+    needed: list[Query] = field(init=False)  # distinct queries whose memory result decides something
 
     def __post_init__(self) -> None:
         self.text = " ".join(self.words)
         self.starts = list(itertools.accumulate(map(_plus_one, map(len, self.words)), initial=0))
+        self.needed = []  # set by `plan_reads` once the groups are final
 
     def span(self, start: int, end: int) -> str:
         """`" ".join(words[start:end])`, sliced from `text` (the prefixes of a document's reads overlap)."""
         return self.text[self.starts[start] : self.starts[end] - 1] if end > start else ""
 
-    @property
-    def needed(self) -> list[Query]:
+    def find_needed(self) -> list[Query]:
         """Distinct queries whose memory result decides something, in first-use order."""
         out: dict[Query, None] = {}
         for g in self.groups:
             if not g.in_pretext:
-                for s in g.sources:
-                    if not s.skipped:
-                        out.setdefault(s.query, None)
+                for src in g.sources:
+                    if not src.skipped:
+                        out.setdefault(src.query, None)
         return list(out)
 
 
@@ -206,6 +207,7 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
     for g in groups:
         # `target in " ".join(words[:read_point])`, without building the prefix
         g.in_pretext = text.find(g.target, 0, max(0, starts[g.read_point] - 1)) >= 0
+    plan.needed = plan.find_needed()
     return plan
 
 
@@ -226,17 +228,17 @@ def _json_text(query: Query) -> str:
 def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[ReadExample]:
     """Steps 7-9 of Algorithm 1, given every needed query's result (sorted distinct names)."""
     # Step 7: included sources per group (<= Q_thr results, not skipped), with their priorities.
-    included: list[list[int]] = []
+    included: list[list[tuple[Query, list[str]]]] = []  # per group: (query, result) of its included sources
     top_query: list[Query | None] = []
     for g in plan.groups:
         inc, ranked = [], []
         if not g.in_pretext:
-            for h, src in enumerate(g.sources):
+            for src in g.sources:
                 if src.skipped:
                     continue
                 res = results[src.query]
                 if len(res) <= Q_THR:
-                    inc.append(h)
+                    inc.append((src.query, res))
                     ranked.append((len(res) if res else EMPTY_RESULT_PRIORITY, src.query))
         included.append(inc)
         top_query.append(_top_query(ranked))
@@ -253,14 +255,13 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
     for gi, g in enumerate(plan.groups):
         if not included[gi]:
             continue
-        inc = set(included[gi])
         queries, query_results = [], []
-        for h, src in enumerate(g.sources):
-            if h in inc and len(queries) < MAX_QUERIES:
-                res = results[src.query]
-                if len(res) < Q_THR:
-                    queries.append(src.query)
-                    query_results.append(list(res))
+        for query, res in included[gi]:  # in merge order
+            if len(queries) == MAX_QUERIES:
+                break
+            if len(res) < Q_THR:
+                queries.append(query)
+                query_results.append(list(res))
         if not queries:
             continue
         if not any(query_results):

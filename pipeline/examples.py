@@ -141,13 +141,13 @@ def known_answers(batch: DocumentBatch, buckets: int, spill: SpillStore):
     mention-name combination; keys that are never asked (SKIP_QUERIES) are left out."""
     labels, known = property_labels(), defaultdict(set)
     for doc in batch.docs:
+        names = [{m.name for m in e.mentions} for e in doc.entities]
         for rel in doc.relations:
             label = labels.get(rel.r)
             if label is None:  # a document no validation caught: `FinishReadsFn` rejects it with the reason
                 continue
             asks_tail, asks_head = _asked_sides(label)
-            heads = {m.name for m in doc.entities[rel.h].mentions}
-            tails = {m.name for m in doc.entities[rel.t].mentions}
+            heads, tails = names[rel.h], names[rel.t]
             if asks_tail:
                 for h in heads:
                     known[memory_key(h, label, TAIL)].update(tails)
@@ -155,9 +155,10 @@ def known_answers(batch: DocumentBatch, buckets: int, spill: SpillStore):
                 for t in tails:
                     known[memory_key(t, label, HEAD)].update(heads)
     per_bucket = defaultdict(list)
-    for key in sorted(known):
+    for key, names_known in sorted(known.items()):
         # The RESULT_LIMIT smallest names overall are among each batch's RESULT_LIMIT smallest.
-        per_bucket[memory_bucket(key, buckets)].append((key, sorted(known[key])[:RESULT_LIMIT]))
+        answer = sorted(names_known)[:RESULT_LIMIT] if len(names_known) > 1 else list(names_known)
+        per_bucket[memory_bucket(key, buckets)].append((key, answer))
     bucket_ids = sorted(per_bucket)
     refs = spill.put(f"known:{batch.key}", [_pack((batch.key, per_bucket[b])) for b in bucket_ids])
     yield from zip(bucket_ids, refs)

@@ -9,7 +9,7 @@ well-formed `h>>r>>t` items, as the reference controller does).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 START = "({"  # token 2882 in Mistral-7B's vocabulary
 END = "})"  # token 1542
@@ -40,6 +40,7 @@ class Query:
     subject: str | None
     relation: str
     object: str | None
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.subject is None) == (self.object is None):
@@ -48,6 +49,15 @@ class Query:
             raise APIParseError(f"a query needs a relation, got {self!r}")
         if not (self.subject or self.object):
             raise APIParseError(f"a query needs a non-empty known entity, got {self!r}")
+        # Queries key the memory results that Algorithm 1 looks up ~140 times a document: hash once.
+        object.__setattr__(self, "_hash", hash((self.subject, self.relation, self.object)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        # String hashes differ between processes: a pickled query is rebuilt (and re-hashed) where it lands.
+        return Query, (self.subject, self.relation, self.object)
 
     @property
     def is_tail_query(self) -> bool:
