@@ -67,15 +67,24 @@ def write_parquet_file(path: str, parts: list[pa.Table], schema: pa.Schema, sort
     The list is emptied: the sorted copy is made one column at a time, each original column released as
     its copy is made, so the writer holds about one shard, not two. (Taking each row group from the
     unsorted multi-chunk table instead re-concatenated every column per row group: 2.4x slower.)"""
-    table = pa.concat_tables(parts) if parts else schema.empty_table()
-    parts.clear()
-    order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in sort_by])
-    columns = table.columns
-    del table
-    for i in range(len(columns)):
-        columns[i] = columns[i].take(order)
-    table = pa.Table.from_arrays(columns, schema=schema)
-    del columns
+    ordered = _already_ordered(parts, sort_by)
+    if ordered is not None:
+        # Copying the parts into one chunk per column, in order, gives the bytes the sort below would
+        # (tested), at a tenth of its cost.
+        table = pa.concat_tables(ordered).combine_chunks() if ordered else schema.empty_table()
+        table = pa.Table.from_arrays(table.columns, schema=schema)
+        parts.clear()
+        del ordered
+    else:
+        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        parts.clear()
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in sort_by])
+        columns = table.columns
+        del table
+        for i in range(len(columns)):
+            columns[i] = columns[i].take(order)
+        table = pa.Table.from_arrays(columns, schema=schema)
+        del columns
 
     def write(f) -> None:
         pq.write_table(
@@ -87,6 +96,27 @@ def write_parquet_file(path: str, parts: list[pa.Table], schema: pa.Schema, sort
         )
 
     _write_atomically(path, write)
+
+
+def _already_ordered(parts: list[pa.Table], sort_by: tuple[str, ...]) -> list[pa.Table] | None:
+    """The non-empty parts in the order whose concatenation is sorted by the one `sort_by` column, when no
+    row has to move: each part ascending and the parts' ranges disjoint. That is the usual case: a shard's
+    parts are slices of chunks, each chunk's ids ascending (zero-padded document indices) and chunks
+    disjoint. None otherwise (then the rows are sorted)."""
+    if len(sort_by) != 1:
+        return None
+    parts = [p for p in parts if p.num_rows]
+    keys = [p.column(sort_by[0]) for p in parts]
+    order = sorted(range(len(parts)), key=lambda i: keys[i][0].as_py())
+    last = None
+    for i in order:
+        key, n = keys[i], len(keys[i])
+        if last is not None and not last < key[0].as_py():
+            return None
+        if n > 1 and not pc.all(pc.less(key.slice(0, n - 1), key.slice(1))).as_py():
+            return None
+        last = key[n - 1].as_py()
+    return [parts[i] for i in order]
 
 
 SPILL_DIR = "_spill"
