@@ -107,6 +107,8 @@ def _already_ordered(parts: list[pa.Table], sort_by: tuple[str, ...]) -> list[pa
         return None
     parts = [p for p in parts if p.num_rows]
     keys = [p.column(sort_by[0]) for p in parts]
+    if any(key.null_count for key in keys):
+        return None
     order = sorted(range(len(parts)), key=lambda i: keys[i][0].as_py())
     last = None
     for i in order:

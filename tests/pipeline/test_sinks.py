@@ -44,6 +44,7 @@ def test_a_part_out_of_order_inside_or_overlapping_is_sorted(tmp_path):
     assert _already_ordered([_table(swapped), _table(rows[30:])], ("id",)) is None
     overlapping = [_table(rows[0:30]), _table(rows[29:])]  # a repeated id: ranges not disjoint
     assert _already_ordered(overlapping, ("id",)) is None
+    assert _already_ordered([_table([{**rows[0], "id": None}]), _table(rows[1:])], ("id",)) is None
     write_parquet_file(str(tmp_path / "c.parquet"), [_table(swapped), _table(rows[30:])], SCHEMA)
     assert pq.read_table(tmp_path / "c.parquet").column("id").to_pylist() == [r["id"] for r in rows]
 
