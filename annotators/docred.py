@@ -213,6 +213,51 @@ def _resync(buf: _Buffer, pos: int, fmt: str) -> int:
         pos = at + 1
 
 
+@dataclass(slots=True)
+class ChunkSpan:
+    """Consecutive decodable records of a file: the unit one worker reads and validates."""
+
+    byte_start: int
+    byte_end: int
+    first_index: int  # index of the first record in the file (damaged regions not counted)
+    count: int
+    rng_state: tuple  # the reference's random stream at the first record (`annotators.write_examples`)
+
+
+def index_file(
+    stream: IO[bytes], fmt: str, chunk_docs: int, chunk_bytes: int, seed: int
+) -> Iterator[ChunkSpan | RecordError]:
+    """The reader's index pass over one file, in order: chunks of at most `chunk_docs` records or about
+    `chunk_bytes`, each with the reference's stream replayed up to its first record, and the damaged regions
+    between them (a chunk never spans one). The record count is the sum of the chunks' counts.
+
+    It decodes every record, so it costs about one full parse of the file; it cannot be split, as the
+    stream at a record depends on every record before it."""
+    from annotators.write_examples import advance_reference_rng, reference_rng  # (write_examples: no cycle)
+
+    rng = reference_rng(seed)
+    index = 0
+    start = end = None
+    first, state = 0, rng.getstate()
+    for rec in scan_json_records(stream, fmt):
+        if not isinstance(rec, Record):
+            if start is not None:
+                yield ChunkSpan(start, end, first, index - first, state)
+                start = None
+            yield rec
+            continue
+        if start is None:
+            start, first, state = rec.byte_start, index, rng.getstate()
+        end = rec.byte_end
+        advance_reference_rng(rec.value, rng)
+        index += 1
+        if index - first >= chunk_docs or end - start >= chunk_bytes:
+            yield ChunkSpan(start, end, first, index - first, state)
+            start = None
+    if start is not None:
+        yield ChunkSpan(start, end, first, index - first, state)
+
+
 # --- validation ---------------------------------------------------------------------------------------
 
 

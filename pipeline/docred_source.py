@@ -25,15 +25,17 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from annotators.docred import (
+    ChunkSpan,
     InputFormatError,
     InvalidDocument,
-    Record,
     detect_format,
+    index_file,
     parse_document,
     scan_json_records,
 )
 from annotators.relation_labels import property_labels
-from annotators.write_examples import advance_reference_rng, reference_rng, reference_shuffle_sizes
+from annotators.write_examples import reference_shuffle_sizes
+from pipeline import index_ahead
 from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
 
@@ -136,46 +138,42 @@ def _document(record: object, file: InputFile, index: int, labels):
 
 
 class IndexJsonFile(CountingDoFn):
-    """InputFile → Chunk descriptors (+ dead letters for damaged JSON)."""
+    """InputFile → Chunk descriptors (+ dead letters for damaged JSON), from `annotators.docred.index_file`.
 
-    def __init__(self, chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES, seed: int = 42):
+    With `ahead` (a directory of `pipeline.index_ahead`), the index a helper process made while Beam
+    started is taken when there is one for this file (waiting for the helper if it is still at it)."""
+
+    def __init__(
+        self, chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES, seed: int = 42, ahead: str | None = None
+    ):
         self.chunk_docs = chunk_docs
         self.chunk_bytes = chunk_bytes
         self.seed = seed
+        self.ahead = ahead
 
     def process(self, file: InputFile):
-        rng = reference_rng(self.seed)
-        index = 0
-        chunk_start = chunk_end = None
-        chunk_first = 0
-        chunk_state = rng.getstate()
-
-        def flush():
-            return Chunk(file, chunk_start, chunk_end, chunk_first, index - chunk_first, chunk_state)
-
+        params = (self.chunk_docs, self.chunk_bytes, self.seed)
+        spans = index_ahead.load(self.ahead, file.path, file.fmt, params) if self.ahead else None
+        if spans is not None:
+            log.info("index of %s: made while the runner started", file.path)
+            yield from self._emit(file, spans)
+            return
         with FileSystems.open(file.path, compression_type="uncompressed") as f:
-            for rec in scan_json_records(f, file.fmt):
-                if not isinstance(rec, Record):
-                    if chunk_start is not None:
-                        yield flush()
-                        chunk_start = None
-                    self.count("input.json_errors")
-                    yield self.reject(
-                        f"{file.path}@{rec.byte_start}", rec.text, "read", f"{rec.reason} at byte {rec.byte_start}"
-                    )
-                    continue
-                if chunk_start is None:
-                    chunk_start, chunk_first, chunk_state = rec.byte_start, index, rng.getstate()
-                chunk_end = rec.byte_end
-                advance_reference_rng(rec.value, rng)
-                index += 1
-                if index - chunk_first >= self.chunk_docs or chunk_end - chunk_start >= self.chunk_bytes:
-                    yield flush()
-                    chunk_start = None
-        if chunk_start is not None:
-            yield flush()
-        self.count("input.records", index)
-        log.info("indexed %s: %d records", file.path, index)
+            yield from self._emit(file, index_file(f, file.fmt, *params))
+
+    def _emit(self, file: InputFile, spans):
+        records = 0
+        for span in spans:
+            if isinstance(span, ChunkSpan):
+                records += span.count
+                yield Chunk(file, span.byte_start, span.byte_end, span.first_index, span.count, span.rng_state)
+                continue
+            self.count("input.json_errors")
+            yield self.reject(
+                f"{file.path}@{span.byte_start}", span.text, "read", f"{span.reason} at byte {span.byte_start}"
+            )
+        self.count("input.records", records)
+        log.info("indexed %s: %d records", file.path, records)
 
 
 class ReadDocumentChunk(CountingDoFn):
@@ -218,18 +216,21 @@ class ReadDocumentChunk(CountingDoFn):
 class ReadDocRED(beam.PTransform):
     """InputFiles → (DocumentBatches, dead letters, counts)."""
 
-    def __init__(self, files: list[InputFile], seed: int = 42, chunk_docs: int = CHUNK_DOCS):
+    def __init__(self, files: list[InputFile], seed: int = 42, chunk_docs: int = CHUNK_DOCS, ahead: str | None = None):
         super().__init__()
         self.files = files
         self.seed = seed
         self.chunk_docs = chunk_docs
+        self.ahead = ahead  # a `pipeline.index_ahead` directory, for local runs
 
     def expand(self, pbegin):
         indexed = (
             pbegin
             | "Files" >> beam.Create(self.files)
             | "Index"
-            >> beam.ParDo(IndexJsonFile(self.chunk_docs, seed=self.seed)).with_outputs(COUNTS, DEAD, main="chunks")
+            >> beam.ParDo(IndexJsonFile(self.chunk_docs, seed=self.seed, ahead=self.ahead)).with_outputs(
+                COUNTS, DEAD, main="chunks"
+            )
         )
         read = (
             indexed.chunks

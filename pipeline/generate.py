@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -21,10 +22,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from annotators.evidence_llm import DEFAULT_BATCH_SIZE, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
 from memory.embedding import CONTRIEVER
 from memory.presets import DEFAULT_PRESET
+from pipeline import index_ahead
 from pipeline.batches import Rows
 from pipeline.card import render_card
 from pipeline.counting import COUNTS
-from pipeline.docred_source import InputError, InputFile, ReadDocRED, match_inputs
+from pipeline.docred_source import CHUNK_BYTES, CHUNK_DOCS, InputError, InputFile, ReadDocRED, match_inputs
 from pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
 from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
@@ -60,6 +62,7 @@ class GenerateConfig:
     rows_per_shard: int = 50_000
     memory_buckets: int | None = None  # exact-memory join buckets; None: from the input size
     write_documents: bool = False
+    index_ahead: bool = True  # local runs: index DocRED-format input in a helper while Beam starts
     beam_args: list[str] = field(default_factory=list)
 
     def options(self) -> dict:
@@ -74,6 +77,7 @@ def build_pipeline(
     cfg: GenerateConfig,
     kb_dir: str | None = None,
     resume_dir: str | None = None,
+    ahead_dir: str | None = None,
 ) -> None:
     if cfg.source == "wikipedia":
         from annotators.wikipedia import AnnotationConfig
@@ -82,7 +86,7 @@ def build_pipeline(
         config = AnnotationConfig(sections=cfg.sections)
         batches, read_dead, read_counts = p | "ReadWikipedia" >> ReadWikipedia(files, kb_dir, config, resume_dir)
     else:
-        batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed)
+        batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed, ahead=ahead_dir)
 
     evidence_counts = []
     if cfg.evidence == "llm":
@@ -130,6 +134,23 @@ def build_pipeline(
 
     counts = (read_counts, *evidence_counts, write_counts, mr_counts, *written) | "AllCounts" >> beam.Flatten()
     _ = counts | "WriteStats" >> WriteStats(cfg.output)
+
+
+def start_index_ahead(cfg: GenerateConfig, files: list[InputFile], options: PipelineOptions):
+    """(directory, helper process) of `pipeline.index_ahead` where it applies, else (None, None): DocRED-format
+    input, a local runner (the launching machine runs the workers) and local input and output paths."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from pipeline.runners import LOCAL_RUNNERS, runner_kind
+
+    runner = options.view_as(StandardOptions).runner
+    if not cfg.index_ahead or cfg.source != "docred" or (runner and runner_kind(runner) not in LOCAL_RUNNERS):
+        return None, None
+    if not os.path.isdir(cfg.output) or not all(os.path.isfile(f.path) for f in files):
+        return None, None
+    directory = os.path.join(cfg.output, SPILL_DIR, "index")
+    helper = index_ahead.start([(f.path, f.fmt) for f in files], directory, (CHUNK_DOCS, CHUNK_BYTES, cfg.seed))
+    return (directory, helper) if helper is not None else (None, None)
 
 
 def embedding_memory_path(cfg: GenerateConfig) -> str:
@@ -224,8 +245,14 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
         counts = ensure_embedding_memory(path, files, cfg.embedding_model)
         log.info("embedding memory: %s triples, %s entities", f"{counts['triples']:,}", f"{counts['entities']:,}")
     options = PipelineOptions(cfg.beam_args)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, files, cfg, kb_dir, resume_dir)
+    ahead_dir, helper = start_index_ahead(cfg, files, options)
+    try:
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, files, cfg, kb_dir, resume_dir, ahead_dir)
+    finally:
+        if helper is not None:
+            helper.kill()  # long done when the pipeline has run; not when it failed before the Index step
+            helper.wait()
     clear_spill(cfg.output, TABLES)
     elapsed = time.time() - started
 

@@ -1,0 +1,77 @@
+"""Indexing ahead (pipeline.index_ahead): the helper's index is the Index step's own, and is only taken
+when it fits the file as it is; a run with it writes what a run without it writes."""
+
+import dataclasses
+import logging
+import os
+
+import pytest
+
+from annotators.docred import index_file
+from pipeline import index_ahead
+from pipeline.cli import sample_path
+from pipeline.generate import GenerateConfig, run
+from tests.pipeline.test_generate import digests
+
+pytestmark = pytest.mark.skipif(index_ahead.fcntl is None, reason="needs fcntl (POSIX)")
+
+PARAMS = (3, 1 << 20, 42)  # small chunks: the sample's 9 documents make several
+
+
+@pytest.fixture
+def damaged_input(tmp_path):
+    """The sample with a damaged region in the middle: chunks on both sides of a dead letter."""
+    data = open(sample_path(), "rb").read()
+    cut = data.index(b'{"title"', len(data) // 2)
+    path = tmp_path / "sample_damaged.json"
+    path.write_bytes(data[:cut] + b'{"sents": [["x", }}}, ' + data[cut:])
+    return str(path)
+
+
+def _own_index(path: str, params=PARAMS) -> list:
+    with open(path, "rb") as f:
+        return list(index_file(f, "array", *params))
+
+
+def test_the_helpers_index_is_the_index_steps_own(tmp_path, damaged_input):
+    helper = index_ahead.start([(damaged_input, "array")], str(tmp_path / "ahead"), PARAMS)
+    assert helper is not None
+    spans = index_ahead.load(str(tmp_path / "ahead"), damaged_input, "array", PARAMS)  # waits for the helper
+    assert helper.wait() == 0
+    assert spans == _own_index(damaged_input)
+    kinds = [type(s).__name__ for s in spans]
+    assert "RecordError" in kinds and kinds.count("ChunkSpan") >= 3
+
+
+def test_no_usable_index_means_none(tmp_path, damaged_input):
+    ahead = str(tmp_path / "ahead")
+    assert index_ahead.load(ahead, damaged_input, "array", PARAMS) is None  # no helper ran
+    index_ahead.start([(damaged_input, "array")], ahead, PARAMS).wait()
+    assert index_ahead.load(ahead, damaged_input, "array", (4, 1 << 20, 42)) is None  # other chunk sizes
+    assert index_ahead.load(ahead, damaged_input, "lines", PARAMS) is None
+    stat = os.stat(damaged_input)
+    os.utime(damaged_input, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # the file changed since
+    assert index_ahead.load(ahead, damaged_input, "array", PARAMS) is None
+
+
+def test_a_helper_that_fails_leaves_the_step_to_index(tmp_path):
+    ahead = str(tmp_path / "ahead")
+    missing = str(tmp_path / "gone.json")
+    assert index_ahead.start([(missing, "array")], ahead, PARAMS).wait() == 0
+    assert index_ahead.load(ahead, missing, "array", PARAMS) is None
+    assert "gone.json" in open(os.path.join(ahead, index_ahead.LOG)).read()
+
+
+def test_a_run_indexed_ahead_writes_what_a_run_without_writes(tmp_path, damaged_input, caplog):
+    caplog.set_level(logging.INFO, logger="memllm")
+    base = GenerateConfig(inputs=[damaged_input], output="", beam_args=["--runner=FnApiRunner"])
+    outs = {}
+    for ahead in (True, False):
+        out = tmp_path / f"out-{ahead}"
+        stats = run(dataclasses.replace(base, output=str(out), index_ahead=ahead))
+        stats.pop("_elapsed_seconds")
+        outs[ahead] = stats, digests(out)
+    assert outs[True] == outs[False]
+    assert outs[True][0]["input.json_errors"] == 1
+    assert sum("made while the runner started" in r.getMessage() for r in caplog.records) == 1
+    assert not (tmp_path / "out-True" / "_spill").exists()
