@@ -7,7 +7,8 @@ in the runner's memory. So the work is split in two (DESIGN.md, beam-runners.md 
    examples replay the reference's mention-pair choices, see `annotators.write_examples`). Damaged JSON
    regions become dead letters here.
    The index pass only decodes JSON and replays the stream from the raw records: it validates nothing and
-   builds no document, because it is the one serial step of a file.
+   builds no document, because it is the one serial step of a file. On a local runner a helper process
+   does it while Beam starts (`pipeline.index_ahead`), and the step takes that result.
 2. After a `Reshuffle` of the descriptors, `ReadDocumentChunk` re-reads each byte range, validates every
    record into a `Document` (or a dead letter with the reason) and emits the chunk's documents as one
    `DocumentBatch` (see `pipeline.batches`).
