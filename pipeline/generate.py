@@ -66,7 +66,8 @@ class GenerateConfig:
     beam_args: list[str] = field(default_factory=list)
 
     def options(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "beam_args"}
+        """The options the dataset card records (`index_ahead` changes how fast, not what is written)."""
+        out = {k: v for k, v in self.__dict__.items() if k not in ("beam_args", "index_ahead")}
         out["beam_args"] = list(self.beam_args)
         return out
 

@@ -44,10 +44,13 @@ def start(files: list[tuple[str, str]], directory: str, params: tuple[int, int, 
     `directory`. Returns the helper process (to be waited for), or None when it cannot run here."""
     if fcntl is None:
         return None
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, REQUEST), "w") as f:
-        json.dump({"files": files, "params": list(params)}, f)
-    fd = os.open(os.path.join(directory, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, REQUEST), "w") as f:
+            json.dump({"files": files, "params": list(params)}, f)
+        fd = os.open(os.path.join(directory, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # the Index step indexes the files itself
+        return None
     try:
         # Locked before the helper exists and handed to it: no reader can find the lock free in between.
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -55,6 +55,8 @@ def test_no_usable_index_means_none(tmp_path, damaged_input):
 
 
 def test_a_helper_that_fails_leaves_the_step_to_index(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    assert index_ahead.start([("x.json", "array")], str(tmp_path / "a_file" / "ahead"), PARAMS) is None
     ahead = str(tmp_path / "ahead")
     missing = str(tmp_path / "gone.json")
     assert index_ahead.start([(missing, "array")], ahead, PARAMS).wait() == 0
