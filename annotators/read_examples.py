@@ -118,28 +118,23 @@ class ReadPlan:
     ref: DocRef
     words: list[str]
     groups: list[TargetGroup]
-    text: str = field(init=False)  # " ".join(words)
-    starts: list[int] = field(init=False)  # character offset in `text` of each word, then len(text) + 1
-    needed: list[Query] = field(init=False)  # distinct queries whose memory result decides something
-
-    def __post_init__(self) -> None:
-        self.text = " ".join(self.words)
-        self.starts = list(itertools.accumulate(map(_plus_one, map(len, self.words)), initial=0))
-        self.needed = []  # set by `plan_reads` once the groups are final
+    text: str  # " ".join(words)
+    starts: list[int]  # character offset in `text` of each word, then len(text) + 1
+    needed: list[Query]  # distinct queries whose memory result decides something, in first-use order
 
     def span(self, start: int, end: int) -> str:
         """`" ".join(words[start:end])`, sliced from `text` (the prefixes of a document's reads overlap)."""
         return self.text[self.starts[start] : self.starts[end] - 1] if end > start else ""
 
-    def find_needed(self) -> list[Query]:
-        """Distinct queries whose memory result decides something, in first-use order."""
-        out: dict[Query, None] = {}
-        for g in self.groups:
-            if not g.in_pretext:
-                for src in g.sources:
-                    if not src.skipped:
-                        out.setdefault(src.query, None)
-        return list(out)
+
+def _needed_queries(groups: list[TargetGroup]) -> list[Query]:
+    out: dict[Query, None] = {}
+    for g in groups:
+        if not g.in_pretext:
+            for src in g.sources:
+                if not src.skipped:
+                    out.setdefault(src.query, None)
+    return list(out)
 
 
 def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
@@ -202,13 +197,12 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
     # Step 5: document order; step 7's first test: no read for a target already written verbatim.
     groups.sort(key=lambda g: (g.sent_id, g.span[0]))
     words = [w for s in doc.sents for w in s]
-    plan = ReadPlan(doc.ref, words, groups)
-    text, starts = plan.text, plan.starts
+    text = " ".join(words)
+    starts = list(itertools.accumulate(map(_plus_one, map(len, words)), initial=0))
     for g in groups:
         # `target in " ".join(words[:read_point])`, without building the prefix
         g.in_pretext = text.find(g.target, 0, max(0, starts[g.read_point] - 1)) >= 0
-    plan.needed = plan.find_needed()
-    return plan
+    return ReadPlan(doc.ref, words, groups, text, starts, _needed_queries(groups))
 
 
 def _top_query(ranked: list[tuple[int, Query]]) -> Query | None:

@@ -114,15 +114,10 @@ def _shuffle_sizes(
 
 def advance_reference_rng(record: object, rng: random.Random) -> None:
     """Consume exactly what `build_write_examples` draws for this raw record, without building anything.
-
-    The reader runs this over every record of a file, in order, before anything else can start: the loop
-    is `consume_shuffle` inlined over the sizes (40% of them are 1, which draws nothing)."""
-    getrandbits, steps = rng.getrandbits, _STEPS
+    (The reader runs this over every record of a file, in order; 40% of the sizes are 1, which draw nothing.)"""
     for n in reference_shuffle_sizes(record):
         if n > 1:
-            for m, k in steps[n] if n < len(steps) else _steps(n):
-                while getrandbits(k) >= m:
-                    pass
+            consume_shuffle(rng, n)
 
 
 def skip_document(doc: Document, rng: random.Random) -> None:

@@ -120,11 +120,7 @@ def match_inputs(
 @dataclass(frozen=True)
 class Chunk:
     file: InputFile
-    byte_start: int
-    byte_end: int
-    first_index: int
-    count: int
-    rng_state: tuple
+    span: ChunkSpan  # byte range, first record's index, record count, reference stream there
 
 
 def _document(record: object, file: InputFile, index: int, labels):
@@ -167,7 +163,7 @@ class IndexJsonFile(CountingDoFn):
         for span in spans:
             if isinstance(span, ChunkSpan):
                 records += span.count
-                yield Chunk(file, span.byte_start, span.byte_end, span.first_index, span.count, span.rng_state)
+                yield Chunk(file, span)
                 continue
             self.count("input.json_errors")
             yield self.reject(
@@ -182,13 +178,13 @@ class ReadDocumentChunk(CountingDoFn):
 
     def process(self, chunk: Chunk):
         labels = property_labels()
-        file = chunk.file
+        file, span = chunk.file, chunk.span
         docs, skips, skipped = [], [], []
         with FileSystems.open(file.path, compression_type="uncompressed") as f:
-            f.seek(chunk.byte_start)
-            records = scan_json_records(f, file.fmt, chunk.byte_start, chunk.byte_end)
+            f.seek(span.byte_start)
+            records = scan_json_records(f, file.fmt, span.byte_start, span.byte_end)
             for k, rec in enumerate(records):
-                index = chunk.first_index + k
+                index = span.first_index + k
                 try:
                     doc = _document(rec.value, file, index, labels)
                 except (InvalidDocument, AttributeError) as e:
@@ -201,17 +197,17 @@ class ReadDocumentChunk(CountingDoFn):
                 skipped = []
                 self.count("documents.valid")
                 self.count(f"documents.{doc.split}")
-        last = chunk.first_index + chunk.count - 1
+        last = span.first_index + span.count - 1
         log.info(
             "read %s #%d-%d: %d valid, %d rejected",
             file.stem,
-            chunk.first_index,
+            span.first_index,
             last,
             len(docs),
-            chunk.count - len(docs),
+            span.count - len(docs),
         )
         if docs:
-            yield DocumentBatch(f"{file.stem}@{chunk.first_index}", docs, chunk.rng_state, skips)
+            yield DocumentBatch(f"{file.stem}@{span.first_index}", docs, span.rng_state, skips)
 
 
 class ReadDocRED(beam.PTransform):
