@@ -1,0 +1,139 @@
+"""Per-step timings of the DocRED path, for comparing two versions of the code side by side.
+
+Times, per document of Re-DocRED dev replicated to N (default 2,000), best of `--repeat` passes:
+scanning the JSON, `parse_document`, the memory-write builder with `to_row`, Algorithm 1 with an in-process
+`ExactMemory` and `to_row`, the reader's stream replay (`advance_reference_rng` over every record), and the
+shard writer (`write_parquet_file` on the memory-write rows, as a shard gets them: slices of chunks in
+shuffled order). The machine's speed drifts by ±15% within minutes, so with several `--code` checkouts the
+runs alternate, round after round, each in its own process importing that checkout's modules.
+
+    python benchmarks/bench_steps.py                                   # this checkout
+    git worktree add /tmp/memllm-old <commit>
+    python benchmarks/bench_steps.py --code /tmp/memllm-old --code . --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Runs this script with a checkout's modules first on the path (the script itself may not exist there).
+BOOT = "import runpy, sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0])"
+STEPS = ("scan", "parse", "write+row", "read+row", "replay", "shard")
+
+
+def measure(path: Path, repeat: int) -> dict[str, float]:
+    """ms per document of each step, best of `repeat`, with the modules of the checkout first on sys.path."""
+    import random
+
+    import pyarrow as pa
+
+    from annotators.docred import scan_json_records
+    from annotators.read_examples import build_read_examples, gold_triples
+    from annotators.relation_labels import property_labels
+    from annotators.write_examples import advance_reference_rng, build_write_examples, reference_rng
+    from memory.exact import ExactMemory
+    from pipeline.sinks import write_parquet_file
+    from schemas.records import MEMORY_WRITE_SCHEMA
+
+    labels = property_labels()
+    with open(path, "rb") as f:
+        raw = [r.value for r in scan_json_records(f)]
+    from annotators.docred import parse_document
+
+    def parse_all():
+        return [
+            parse_document(
+                r, doc_id=f"bench-{i:06d}", doc_index=i, source="redocred", split="validation", relation_labels=labels
+            )  # fmt: skip
+            for i, r in enumerate(raw)
+        ]
+
+    docs = parse_all()
+    memory = ExactMemory()
+    for doc in docs:
+        memory.add(gold_triples(doc, labels))
+    rng = reference_rng()
+    write_rows = [ex.to_row() for d in docs for ex in build_write_examples(d, labels, rng=rng)]
+    table = pa.Table.from_pylist(write_rows, schema=MEMORY_WRITE_SCHEMA)
+    tmp = Path(tempfile.mkdtemp(prefix="memllm-steps-"))
+
+    def scan():
+        with open(path, "rb") as f:
+            for _ in scan_json_records(f):
+                pass
+
+    def write():
+        rng = reference_rng()
+        for d in docs:
+            [ex.to_row() for ex in build_write_examples(d, labels, rng=rng)]
+
+    def read():
+        for d in docs:
+            [ex.to_row() for ex in build_read_examples(d, memory, labels)]
+
+    def replay():
+        rng = reference_rng()
+        for r in raw:
+            advance_reference_rng(r, rng)
+
+    def shard():
+        parts = [table.slice(i, 3000) for i in range(0, table.num_rows, 3000)]
+        random.Random(0).shuffle(parts)
+        write_parquet_file(str(tmp / "shard.parquet"), parts, MEMORY_WRITE_SCHEMA)
+
+    out = {}
+    for name, step in zip(STEPS, (scan, parse_all, write, read, replay, shard)):
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            step()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best * 1000 / len(docs)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=2000, help="documents in the replicated input (default 2,000)")
+    ap.add_argument("--repeat", type=int, default=3, help="passes per step; the best is kept (default 3)")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds over the checkouts (default 1)")
+    ap.add_argument("--code", action="append", type=Path, help="a checkout to time (repeatable; default: this one)")
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: one measurement, as JSON
+    args = ap.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.repeat)))
+        return 0
+    sys.path.insert(0, str(HERE))
+    from bench_docred import DEFAULT_INPUT, replicate, scratch_dir
+
+    if not DEFAULT_INPUT.is_file():
+        print(f"input not found: {DEFAULT_INPUT} (the Re-DocRED dev split)", file=sys.stderr)
+        return 2
+    checkouts = [c.resolve() for c in (args.code or [HERE.parent])]
+    with scratch_dir("memllm-steps-", keep=False) as tmp:
+        path = tmp / f"dev_revised_x{args.docs}.json"
+        replicate(DEFAULT_INPUT, path, args.docs)
+        print(f"{'checkout':40s} " + " ".join(f"{s:>9s}" for s in STEPS) + "   (ms per document)")
+        for _ in range(args.rounds):
+            for code in checkouts:
+                script = str(Path(__file__).resolve())
+                cmd = [sys.executable, "-c", BOOT, str(code), script, "--measure", str(path)]
+                cmd += ["--repeat", str(args.repeat)]
+                result = subprocess.run(cmd, cwd=code, capture_output=True, text=True)
+                if result.returncode != 0:
+                    print(f"{code}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
+                    return 1
+                times = json.loads(result.stdout.strip().splitlines()[-1])
+                print(f"{str(code)[-40:]:40s} " + " ".join(f"{times[s]:9.3f}" for s in STEPS), flush=True)
+    return 0
+
+
+if __name__ in ("__main__", "<run_path>"):
+    sys.exit(main())
