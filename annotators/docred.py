@@ -213,6 +213,13 @@ def _resync(buf: _Buffer, pos: int, fmt: str) -> int:
         pos = at + 1
 
 
+# The reader's chunk: at most this many records or about this many bytes, whichever comes first. A chunk is
+# one worker's unit (one `DocumentBatch`): big enough that per-element costs of a shuffle vanish, small
+# enough that a worker holds a few MB of documents.
+CHUNK_DOCS = 400
+CHUNK_BYTES = 4 << 20
+
+
 @dataclass(slots=True)
 class ChunkSpan:
     """Consecutive decodable records of a file: the unit one worker reads and validates."""

@@ -26,6 +26,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from annotators.docred import (
+    CHUNK_BYTES,
+    CHUNK_DOCS,
     ChunkSpan,
     InputFormatError,
     InvalidDocument,
@@ -39,15 +41,9 @@ from annotators.write_examples import reference_shuffle_sizes
 from pipeline import index_ahead
 from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
+from pipeline.errors import InputError
 
 log = logging.getLogger("memllm")
-
-CHUNK_DOCS = 400
-CHUNK_BYTES = 4 << 20
-
-
-class InputError(ValueError):
-    """A user-facing problem with the input files (missing, unreadable, not JSON): the run stops."""
 
 
 @dataclass(frozen=True)

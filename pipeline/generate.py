@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import sys
 import time
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from annotators.evidence_llm import DEFAULT_BATCH_SIZE, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
 from memory.embedding import CONTRIEVER
@@ -26,7 +25,8 @@ from pipeline import index_ahead
 from pipeline.batches import Rows
 from pipeline.card import render_card
 from pipeline.counting import COUNTS
-from pipeline.docred_source import CHUNK_BYTES, CHUNK_DOCS, InputError, InputFile, ReadDocRED, match_inputs
+from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
+from pipeline.errors import InputError
 from pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
 from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
@@ -137,23 +137,6 @@ def build_pipeline(
     _ = counts | "WriteStats" >> WriteStats(cfg.output)
 
 
-def start_index_ahead(cfg: GenerateConfig, files: list[InputFile], options: PipelineOptions):
-    """(directory, helper process) of `pipeline.index_ahead` where it applies, else (None, None): DocRED-format
-    input, a local runner (the launching machine runs the workers) and local input and output paths."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    from pipeline.runners import LOCAL_RUNNERS, runner_kind
-
-    runner = options.view_as(StandardOptions).runner
-    if not cfg.index_ahead or cfg.source != "docred" or (runner and runner_kind(runner) not in LOCAL_RUNNERS):
-        return None, None
-    if not os.path.isdir(cfg.output) or not all(os.path.isfile(f.path) for f in files):
-        return None, None
-    directory = os.path.join(cfg.output, SPILL_DIR, "index")
-    helper = index_ahead.start([(f.path, f.fmt) for f in files], directory, (CHUNK_DOCS, CHUNK_BYTES, cfg.seed))
-    return (directory, helper) if helper is not None else (None, None)
-
-
 def embedding_memory_path(cfg: GenerateConfig) -> str:
     return cfg.memory_path or FileSystems.join(cfg.output, "memory")
 
@@ -209,8 +192,11 @@ def resolve_kb(cfg: GenerateConfig) -> str:
     return kb_dir
 
 
-def run(cfg: GenerateConfig, command: str | None = None) -> dict:
-    """Run the job; return the counters. Raises `InputError` for unusable input before starting."""
+def run(cfg: GenerateConfig, command: str | None = None, ahead: index_ahead.Helper | None = None) -> dict:
+    """Run the job; return the counters. Raises `InputError` for unusable input before starting.
+
+    `ahead`: an index helper the caller started before importing Beam (`index_ahead.start_local`; the
+    caller closes it). Without one, a local DocRED-format run starts its own here."""
     kb_dir = None
     if cfg.source == "wikipedia":
         from pipeline.wikipedia_source import match_article_inputs
@@ -246,14 +232,18 @@ def run(cfg: GenerateConfig, command: str | None = None) -> dict:
         counts = ensure_embedding_memory(path, files, cfg.embedding_model)
         log.info("embedding memory: %s triples, %s entities", f"{counts['triples']:,}", f"{counts['entities']:,}")
     options = PipelineOptions(cfg.beam_args)
-    ahead_dir, helper = start_index_ahead(cfg, files, options)
+    own = None
+    if not (cfg.index_ahead and cfg.source == "docred"):
+        ahead = None
+    elif ahead is None:
+        runner = options.view_as(StandardOptions).runner
+        ahead = own = index_ahead.start_local([f.path for f in files], cfg.seed, runner)
     try:
         with beam.Pipeline(options=options) as p:
-            build_pipeline(p, files, cfg, kb_dir, resume_dir, ahead_dir)
+            build_pipeline(p, files, cfg, kb_dir, resume_dir, ahead.directory if ahead else None)
     finally:
-        if helper is not None:
-            helper.kill()  # long done when the pipeline has run; not when it failed before the Index step
-            helper.wait()
+        if own is not None:
+            own.close()
     clear_spill(cfg.output, TABLES)
     elapsed = time.time() - started
 

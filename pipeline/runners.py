@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from pipeline.docred_source import InputError
+from pipeline.errors import InputError
 
 DASK_RUNNER = "pipeline.dask_runner.DaskRunner"
 RUNNER_ALIASES = {
@@ -69,6 +69,11 @@ def _given(args: list[str]) -> dict[str, str | None]:
             value = nxt if nxt is not None and not nxt.startswith("--") else None
         out[name] = value
     return out
+
+
+def runner_given(args: list[str]) -> str | None:
+    """The `--runner` in Beam arguments, if any (None: the default, the local runner)."""
+    return _given(args).get("runner")
 
 
 def _with_runner(args: list[str], runner: str) -> list[str]:

@@ -29,7 +29,8 @@ from annotators.docred import Record, scan_json_records
 from annotators.wikipedia import AnnotationConfig, ArticleError, WikipediaAnnotator, load_nlp
 from pipeline.batches import DocumentBatch
 from pipeline.counting import COUNTS, DEAD, CountingDoFn
-from pipeline.docred_source import InputError, InputFile, json_format, match_inputs
+from pipeline.docred_source import InputFile, json_format, match_inputs
+from pipeline.errors import InputError
 from pipeline.kb_source import shared_kb
 from pipeline.resume import ChunkCache, run_or_replay
 from schemas.article import Article

@@ -130,7 +130,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, make, message):
         cwd=ROOT,
     )
     assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("memllm")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("memllm: error")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
 
 

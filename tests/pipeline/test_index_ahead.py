@@ -4,17 +4,22 @@ when it fits the file as it is; a run with it writes what a run without it write
 import dataclasses
 import logging
 import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from annotators.docred import index_file
+from annotators.docred import CHUNK_BYTES, CHUNK_DOCS, index_file
 from pipeline import index_ahead
-from pipeline.cli import sample_path
+from pipeline.cli import main, sample_path
 from pipeline.generate import GenerateConfig, run
 from tests.pipeline.test_generate import digests
 
 pytestmark = pytest.mark.skipif(index_ahead.fcntl is None, reason="needs fcntl (POSIX)")
 
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = (3, 1 << 20, 42)  # small chunks: the sample's 9 documents make several
 
 
@@ -33,20 +38,25 @@ def _own_index(path: str, params=PARAMS) -> list:
         return list(index_file(f, "array", *params))
 
 
-def test_the_helpers_index_is_the_index_steps_own(tmp_path, damaged_input):
-    helper = index_ahead.start([(damaged_input, "array")], str(tmp_path / "ahead"), PARAMS)
+def test_the_helpers_index_is_the_index_steps_own(damaged_input):
+    helper = index_ahead.start([(damaged_input, "array")], PARAMS)
     assert helper is not None
-    spans = index_ahead.load(str(tmp_path / "ahead"), damaged_input, "array", PARAMS)  # waits for the helper
-    assert helper.wait() == 0
+    spans = index_ahead.load(helper.directory, damaged_input, "array", PARAMS)  # waits for the helper
+    assert helper.process.wait() == 0
     assert spans == _own_index(damaged_input)
     kinds = [type(s).__name__ for s in spans]
     assert "RecordError" in kinds and kinds.count("ChunkSpan") >= 3
+    # Another spelling of the same file finds the same index.
+    relative = os.path.relpath(damaged_input)
+    assert index_ahead.load(helper.directory, relative, "array", PARAMS) == spans
+    helper.close()
+    assert not os.path.exists(helper.directory)
 
 
 def test_no_usable_index_means_none(tmp_path, damaged_input):
     ahead = str(tmp_path / "ahead")
     assert index_ahead.load(ahead, damaged_input, "array", PARAMS) is None  # no helper ran
-    index_ahead.start([(damaged_input, "array")], ahead, PARAMS).wait()
+    index_ahead.start([(damaged_input, "array")], PARAMS, ahead).process.wait()
     assert index_ahead.load(ahead, damaged_input, "array", (4, 1 << 20, 42)) is None  # other chunk sizes
     assert index_ahead.load(ahead, damaged_input, "lines", PARAMS) is None
     stat = os.stat(damaged_input)
@@ -56,12 +66,32 @@ def test_no_usable_index_means_none(tmp_path, damaged_input):
 
 def test_a_helper_that_fails_leaves_the_step_to_index(tmp_path):
     (tmp_path / "a_file").write_text("")
-    assert index_ahead.start([("x.json", "array")], str(tmp_path / "a_file" / "ahead"), PARAMS) is None
+    assert index_ahead.start([("x.json", "array")], PARAMS, str(tmp_path / "a_file" / "ahead")) is None
     ahead = str(tmp_path / "ahead")
     missing = str(tmp_path / "gone.json")
-    assert index_ahead.start([(missing, "array")], ahead, PARAMS).wait() == 0
+    assert index_ahead.start([(missing, "array")], PARAMS, ahead).process.wait() == 0
     assert index_ahead.load(ahead, missing, "array", PARAMS) is None
     assert "gone.json" in open(os.path.join(ahead, index_ahead.LOG)).read()
+
+
+def test_start_local_only_where_the_launcher_runs_the_workers_on_local_json(tmp_path, damaged_input):
+    for runner in ("DataflowRunner", "FlinkRunner", "apache_beam.runners.portability.portable_runner.PortableRunner"):
+        assert index_ahead.start_local([damaged_input], 42, runner) is None
+    assert index_ahead.start_local(["gs://bucket/dev.json"], 42, None) is None
+    assert index_ahead.start_local([str(tmp_path / "none-*.json")], 42, None) is None  # the run reports it
+    (tmp_path / "notes.json").write_text("hello")
+    assert index_ahead.start_local([str(tmp_path / "*.json")], 42, "FnApiRunner") is None  # notes.json: no JSON
+    helper = index_ahead.start_local([damaged_input], 7, "DirectRunner")
+    try:
+        params = (CHUNK_DOCS, CHUNK_BYTES, 7)
+        assert index_ahead.load(helper.directory, damaged_input, "array", params) == _own_index(damaged_input, params)
+    finally:
+        helper.close()
+
+
+def test_the_cli_imports_no_beam_before_the_helper_starts():
+    code = "import sys, pipeline.cli; sys.exit('apache_beam' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_a_run_indexed_ahead_writes_what_a_run_without_writes(tmp_path, damaged_input, caplog):
@@ -77,3 +107,14 @@ def test_a_run_indexed_ahead_writes_what_a_run_without_writes(tmp_path, damaged_
     assert outs[True][0]["input.json_errors"] == 1
     assert sum("made while the runner started" in r.getMessage() for r in caplog.records) == 1
     assert not (tmp_path / "out-True" / "_spill").exists()
+
+
+def test_the_cli_starts_the_helper_and_removes_its_directory(tmp_path, damaged_input, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="memllm")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    out = tmp_path / "out"
+    assert main(["generate", "--input", damaged_input, "--output", str(out), "--runner=FnApiRunner"]) == 0
+    assert sum("made while the runner started" in r.getMessage() for r in caplog.records) == 1
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert (out / "stats.json").exists()

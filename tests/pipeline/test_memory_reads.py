@@ -87,5 +87,5 @@ def test_memory_mistakes_are_one_line_errors(tmp_path, args, message):
         cwd=ROOT,
     )
     assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("memllm")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("memllm: error")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr

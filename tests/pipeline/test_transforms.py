@@ -8,12 +8,14 @@ import sys
 
 import apache_beam as beam
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from annotators.read_examples import build_read_examples
 from annotators.write_examples import build_write_examples
 from pipeline.batches import DocumentBatch
+from pipeline.counting import NAMESPACE
 from pipeline.examples import BuildReadExamples, BuildWriteExamples, memory_bucket, memory_buckets, memory_key
 from tests.conftest import gold_memory
 
@@ -39,6 +41,23 @@ def test_write_examples_transform(sample_docs, labels):
         rows, dead, _ = p | beam.Create(batches(sample_docs)) | BuildWriteExamples()
         assert_that(rows_as_json(rows), equal_to(as_json(expected)))
         assert_that(dead, equal_to([]), label="NoDeadLetters")
+
+
+def test_counts_reach_beam_metrics_and_the_counts_output_alike(sample_docs, labels):
+    expected = [ex for d in sample_docs for ex in build_write_examples(d, labels)]
+    p = TestPipeline(argv=OPTIONS)
+    _, _, counts = p | beam.Create(batches(sample_docs)) | BuildWriteExamples()
+    summed = counts | beam.CombinePerKey(sum)
+    assert_that(summed | beam.Filter(lambda kv: kv[0] == "memory_write.examples"),
+                equal_to([("memory_write.examples", len(expected))]))  # fmt: skip
+    result = p.run()
+    result.wait_until_finish()
+    metrics = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    totals = {}
+    for m in metrics:
+        totals[m.key.metric.name] = totals.get(m.key.metric.name, 0) + m.committed
+    assert totals["memory_write.examples"] == len(expected)
+    assert totals["memory_write.triples"] == sum(len(ex.triples) for ex in expected)
 
 
 @pytest.mark.parametrize("buckets", [1, 8])
