@@ -56,7 +56,12 @@ def memory_buckets(input_bytes: int) -> int:
 def memory_key(name: str, relation: str, side: str) -> str:
     """The join key of a query: `side`, relation and known name in one string (cheaper to hash, pickle
     and compare than a tuple; unambiguous, as neither a side nor a relation label holds the separator)."""
-    return f"{side}\x1f{relation}\x1f{name}"
+    return memory_key_prefix(relation, side) + name
+
+
+def memory_key_prefix(relation: str, side: str) -> str:
+    """What every key of (`relation`, `side`) starts with: the name follows."""
+    return f"{side}\x1f{relation}\x1f"
 
 
 def memory_bucket(key: str, buckets: int) -> int:
@@ -139,29 +144,38 @@ def known_answers(batch: DocumentBatch, buckets: int, spill: SpillStore):
 
     A key (`memory_key`) is a known name, relation and asked side, for every gold triple under every
     mention-name combination; keys that are never asked (SKIP_QUERIES) are left out."""
-    labels, known = property_labels(), defaultdict(set)
+    labels, known = property_labels(), {}
     for doc in batch.docs:
-        names = [{m.name for m in e.mentions} for e in doc.entities]
+        # Names in mention order, not sets: the keys then come in the same order on every run and process
+        # (string hashes differ), so the spilled bytes do too without sorting a batch's ~16,000 keys.
+        names = [list(dict.fromkeys([m.name for m in e.mentions])) for e in doc.entities]
         for rel in doc.relations:
             label = labels.get(rel.r)
             if label is None:  # a document no validation caught: `FinishReadsFn` rejects it with the reason
                 continue
             asks_tail, asks_head = _asked_sides(label)
-            heads, tails = names[rel.h], names[rel.t]
             if asks_tail:
-                for h in heads:
-                    known[memory_key(h, label, TAIL)].update(tails)
+                _add_known(known, memory_key_prefix(label, TAIL), names[rel.h], names[rel.t])
             if asks_head:
-                for t in tails:
-                    known[memory_key(t, label, HEAD)].update(heads)
+                _add_known(known, memory_key_prefix(label, HEAD), names[rel.t], names[rel.h])
     per_bucket = defaultdict(list)
-    for key, names_known in sorted(known.items()):
+    for key, names_known in known.items():
         # The RESULT_LIMIT smallest names overall are among each batch's RESULT_LIMIT smallest.
         answer = sorted(names_known)[:RESULT_LIMIT] if len(names_known) > 1 else list(names_known)
         per_bucket[memory_bucket(key, buckets)].append((key, answer))
     bucket_ids = sorted(per_bucket)
     refs = spill.put(f"known:{batch.key}", [_pack((batch.key, per_bucket[b])) for b in bucket_ids])
     yield from zip(bucket_ids, refs)
+
+
+def _add_known(known: dict[str, set[str]], prefix: str, known_names: list[str], answers: list[str]) -> None:
+    for name in known_names:
+        key = prefix + name
+        got = known.get(key)
+        if got is None:
+            known[key] = set(answers)
+        else:
+            got.update(answers)
 
 
 @runs_without_gc
