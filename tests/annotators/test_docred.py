@@ -59,6 +59,44 @@ def test_damaged_record_is_one_error_and_the_rest_is_kept():
     assert "invalid JSON" in out[1].reason
 
 
+# Values orjson reads differently from json (or rejects), and text that looks like a record boundary.
+TRICKY = [
+    {"title": "big", "sents": [], "kb_id": 2**70, "n": -(2**64)},  # orjson: floats
+    {"title": "nan", "x": float("nan"), "y": float("inf")},  # orjson: rejected
+    {"title": "surrogate \ud800", "sents": [["a"]]},  # orjson: rejected
+    {"title": 'ends like a record }, {"title": "x"} here', "sents": []},
+    {"sents": [["1e400"]], "z": 1e400},
+]
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=False)  # NaN-safe equality, keeps key order and int/float apart
+
+
+@pytest.mark.parametrize("fmt", ["array", "lines"])
+def test_fast_decoding_reads_what_json_reads(monkeypatch, fmt):
+    calls = []
+    loads = docred.orjson.loads
+    monkeypatch.setattr(docred.orjson, "loads", lambda text: calls.append(1) or loads(text))
+    values = [GOOD, *TRICKY, GOOD, GOOD]
+    texts = [json.dumps(v, ensure_ascii=False) if "surrogate" not in str(v.get("title")) else json.dumps(v)
+             for v in values]  # fmt: skip
+    texts = [t.replace('"z": Infinity', '"z": 1e400') for t in texts]  # a literal orjson rejects
+    text = "[" + ",\n".join(texts) + "]" if fmt == "array" else "\n".join(texts) + "\n"
+    records = scan(text)
+    assert [_canonical(r.value) for r in records] == [_canonical(json.loads(t)) for t in texts]
+    raw = text.encode("utf-8")
+    assert [raw[r.byte_start : r.byte_end].decode() for r in records] == texts
+    assert isinstance(records[1].value["kb_id"], int) and records[1].value["kb_id"] == 2**70
+    assert calls, "well-formed records take the orjson path"
+
+
+def test_fast_decoding_gives_way_to_json_for_files_it_does_not_fit():
+    # Records whose first key is not a DocRED field never end at a candidate: every record is still read.
+    values = [{"id": i, **GOOD} for i in range(100)]
+    assert [r.value for r in scan(json.dumps(values))] == values
+
+
 @pytest.mark.parametrize("text,message", [("", "empty"), ("  hello", "not a JSON array"), ("3", "not a JSON")])
 def test_files_that_are_not_docred_json(text, message):
     with pytest.raises(InputFormatError, match=message):
