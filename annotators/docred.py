@@ -279,24 +279,25 @@ class ChunkSpan:
     byte_end: int
     first_index: int  # index of the first record in the file (damaged regions not counted)
     count: int
-    rng_state: tuple  # the reference's random stream at the first record (`annotators.write_examples`)
+    rng_state: tuple | None  # the reference's random stream at the first record (`annotators.write_examples`)
 
 
 def index_file(
-    stream: IO[bytes], fmt: str, chunk_docs: int, chunk_bytes: int, seed: int
+    stream: IO[bytes], fmt: str, chunk_docs: int, chunk_bytes: int, seed: int | None
 ) -> Iterator[ChunkSpan | RecordError]:
     """The reader's index pass over one file, in order: chunks of at most `chunk_docs` records or about
     `chunk_bytes`, each with the reference's stream replayed up to its first record, and the damaged regions
     between them (a chunk never spans one). The record count is the sum of the chunks' counts.
 
     It decodes every record, so it costs about one full parse of the file; it cannot be split, as the
-    stream at a record depends on every record before it."""
+    stream at a record depends on every record before it. With `seed` None (a run that does not follow the
+    reference's stream, `reference_stream_seed`) nothing is replayed and every chunk's `rng_state` is None."""
     from annotators.write_examples import advance_reference_rng, reference_rng  # (write_examples: no cycle)
 
-    rng = reference_rng(seed)
+    rng = reference_rng(seed) if seed is not None else None
     index = 0
     start = end = None
-    first, state = 0, rng.getstate()
+    first, state = 0, None
     for rec in scan_json_records(stream, fmt):
         if not isinstance(rec, Record):
             if start is not None:
@@ -305,9 +306,10 @@ def index_file(
             yield rec
             continue
         if start is None:
-            start, first, state = rec.byte_start, index, rng.getstate()
+            start, first, state = rec.byte_start, index, rng.getstate() if rng is not None else None
         end = rec.byte_end
-        advance_reference_rng(rec.value, rng)
+        if rng is not None:
+            advance_reference_rng(rec.value, rng)
         index += 1
         if index - first >= chunk_docs or end - start >= chunk_bytes:
             yield ChunkSpan(start, end, first, index - first, state)

@@ -35,6 +35,15 @@ def reference_rng(seed: int = REFERENCE_SEED) -> random.Random:
     return random.Random(seed)
 
 
+def reference_stream_seed(evidence: str, seed: int = REFERENCE_SEED) -> int | None:
+    """The seed of the reference's random stream for a run with this `--evidence` mode, or None where the run
+    does not follow it: with evidence other than the input's own (`keep`), the reference's stream belongs to
+    the reference's evidence, so each example seeds its own choice and the reader need not replay the
+    stream (on DocRED distant, where every relation is considered at every sentence, the replay is most of
+    the serial index pass)."""
+    return seed if evidence == "keep" else None
+
+
 def _selected_per_sentence(n_sents: int, evidences: list[list[int]]) -> list[list[int]]:
     """Label indices considered at each sentence, ascending: its evidence, or every sentence for empty
     evidence. (Run for every record of a file by the reader's serial pass: lists filled in label order

@@ -14,6 +14,7 @@ from importlib import resources
 
 from annotators.evidence_eval import add_judge_arguments, judge_options_error
 from annotators.evidence_llm import DEFAULT_JUDGE_MODEL
+from annotators.write_examples import reference_stream_seed
 from memory.embedding import CONTRIEVER
 from memory.errors import MemoryUsageError
 from memory.presets import DEFAULT_PRESET, PRESETS
@@ -174,7 +175,8 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise InputError("--rows_per_shard must be at least 1")
     inputs = args.inputs or [sample_path(WIKIPEDIA_SAMPLE if wikipedia else SAMPLE)]
     # The index helper starts before Beam is imported (~1.5 s), on the core the launcher leaves idle.
-    ahead = None if wikipedia else index_ahead.start_local(inputs, args.seed, runner_given(beam_args))
+    seed = reference_stream_seed(args.evidence, args.seed)
+    ahead = None if wikipedia else index_ahead.start_local(inputs, seed, runner_given(beam_args))
     try:
         return _generate(args, beam_args, inputs, ahead)
     finally:

@@ -137,7 +137,11 @@ class IndexJsonFile(CountingDoFn):
     started is taken when there is one for this file (waiting for the helper if it is still at it)."""
 
     def __init__(
-        self, chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES, seed: int = 42, ahead: str | None = None
+        self,
+        chunk_docs: int = CHUNK_DOCS,
+        chunk_bytes: int = CHUNK_BYTES,
+        seed: int | None = 42,
+        ahead: str | None = None,
     ):
         self.chunk_docs = chunk_docs
         self.chunk_bytes = chunk_bytes
@@ -184,8 +188,8 @@ class ReadDocumentChunk(CountingDoFn):
                 try:
                     doc = _document(rec.value, file, index, labels)
                 except (InvalidDocument, AttributeError) as e:
-                    # The index pass drew for this record as the reference did: the writer must skip it.
-                    skipped += reference_shuffle_sizes(rec.value)
+                    if span.rng_state is not None:  # the index pass drew for this record: the writer skips it
+                        skipped += reference_shuffle_sizes(rec.value)
                     yield self.reject(f"{file.path}#{index}", rec.value, "validate", str(e))
                     continue
                 docs.append(doc)
@@ -209,7 +213,9 @@ class ReadDocumentChunk(CountingDoFn):
 class ReadDocRED(beam.PTransform):
     """InputFiles → (DocumentBatches, dead letters, counts)."""
 
-    def __init__(self, files: list[InputFile], seed: int = 42, chunk_docs: int = CHUNK_DOCS, ahead: str | None = None):
+    def __init__(
+        self, files: list[InputFile], seed: int | None = 42, chunk_docs: int = CHUNK_DOCS, ahead: str | None = None
+    ):
         super().__init__()
         self.files = files
         self.seed = seed

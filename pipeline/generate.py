@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from annotators.evidence_llm import DEFAULT_BATCH_SIZE, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
+from annotators.write_examples import reference_stream_seed
 from memory.embedding import CONTRIEVER
 from memory.presets import DEFAULT_PRESET
 from pipeline import index_ahead
@@ -87,7 +88,9 @@ def build_pipeline(
         config = AnnotationConfig(sections=cfg.sections)
         batches, read_dead, read_counts = p | "ReadWikipedia" >> ReadWikipedia(files, kb_dir, config, resume_dir)
     else:
-        batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(files, seed=cfg.seed, ahead=ahead_dir)
+        batches, read_dead, read_counts = p | "ReadDocRED" >> ReadDocRED(
+            files, seed=reference_stream_seed(cfg.evidence, cfg.seed), ahead=ahead_dir
+        )
 
     evidence_counts = []
     if cfg.evidence == "llm":
@@ -237,7 +240,8 @@ def run(cfg: GenerateConfig, command: str | None = None, ahead: index_ahead.Help
         ahead = None
     elif ahead is None:
         runner = options.view_as(StandardOptions).runner
-        ahead = own = index_ahead.start_local([f.path for f in files], cfg.seed, runner)
+        seed = reference_stream_seed(cfg.evidence, cfg.seed)
+        ahead = own = index_ahead.start_local([f.path for f in files], seed, runner)
     try:
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, files, cfg, kb_dir, resume_dir, ahead.directory if ahead else None)

@@ -67,11 +67,11 @@ class Helper:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_local(patterns: list[str], seed: int, runner: str | None) -> Helper | None:
+def start_local(patterns: list[str], seed: int | None, runner: str | None) -> Helper | None:
     """The helper for a run on `runner` (None: the default, local) over the DocRED-format files `patterns`
-    name, with the reader's chunk sizes. None where it does not apply: a runner whose workers run
-    elsewhere, a remote path, a pattern that matches nothing or a file that is not JSON (the run itself
-    reports those)."""
+    name, with the reader's chunk sizes and `seed` (None: no reference stream to replay). None where it
+    does not apply: a runner whose workers run elsewhere, a remote path, a pattern that matches nothing or
+    a file that is not JSON (the run itself reports those)."""
     if runner and runner_kind(runner) not in LOCAL_RUNNERS:
         return None
     files = []
@@ -88,7 +88,9 @@ def start_local(patterns: list[str], seed: int, runner: str | None) -> Helper | 
     return start(files, (CHUNK_DOCS, CHUNK_BYTES, seed))
 
 
-def start(files: list[tuple[str, str]], params: tuple[int, int, int], directory: str | None = None) -> Helper | None:
+def start(
+    files: list[tuple[str, str]], params: tuple[int, int, int | None], directory: str | None = None
+) -> Helper | None:
     """Start indexing `files` ((path, format) pairs; `params`: chunk documents, chunk bytes, seed) into
     `directory` (default: a new temporary one). None when the helper cannot run here."""
     if fcntl is None:
@@ -124,7 +126,9 @@ def start(files: list[tuple[str, str]], params: tuple[int, int, int], directory:
         os.close(fd)  # the helper's copy keeps the lock until it exits
 
 
-def load(directory: str, path: str, fmt: str, params: tuple[int, int, int]) -> list[ChunkSpan | RecordError] | None:
+def load(
+    directory: str, path: str, fmt: str, params: tuple[int, int, int | None]
+) -> list[ChunkSpan | RecordError] | None:
     """The helper's index of `path`, once the helper has finished; None if it made none that fits the file
     as it is now (size, modification time) and these chunk sizes."""
     lock = os.path.join(directory, LOCK)

@@ -9,9 +9,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from annotators.docred import CHUNK_BYTES, CHUNK_DOCS, index_file
+from annotators.docred import CHUNK_BYTES, CHUNK_DOCS, Record, index_file, parse_document, scan_json_records
+from annotators.evidence import assign_evidence
+from annotators.relation_labels import property_labels
+from annotators.write_examples import build_write_examples
 from pipeline import index_ahead
 from pipeline.cli import main, sample_path
 from pipeline.generate import GenerateConfig, run
@@ -109,12 +113,39 @@ def test_a_run_indexed_ahead_writes_what_a_run_without_writes(tmp_path, damaged_
     assert not (tmp_path / "out-True" / "_spill").exists()
 
 
-def test_the_cli_starts_the_helper_and_removes_its_directory(tmp_path, damaged_input, caplog, monkeypatch):
+@pytest.mark.parametrize("evidence", ["keep", "heuristic"])  # with and without the reference's stream
+def test_the_cli_starts_the_helper_and_removes_its_directory(tmp_path, damaged_input, caplog, monkeypatch, evidence):
     caplog.set_level(logging.INFO, logger="memllm")
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     out = tmp_path / "out"
-    assert main(["generate", "--input", damaged_input, "--output", str(out), "--runner=FnApiRunner"]) == 0
+    args = ["generate", "--input", damaged_input, "--output", str(out), "--runner=FnApiRunner", "--evidence", evidence]
+    assert main(args) == 0
     assert sum("made while the runner started" in r.getMessage() for r in caplog.records) == 1
     assert list((tmp_path / "tmp").iterdir()) == []
     assert (out / "stats.json").exists()
+
+
+def test_without_the_reference_stream_nothing_is_replayed_and_each_example_seeds_itself(tmp_path, damaged_input):
+    no_stream = _own_index(damaged_input, PARAMS[:2] + (None,))
+    with_stream = _own_index(damaged_input)
+    assert [dataclasses.replace(s, rng_state=None) if hasattr(s, "rng_state") else s for s in with_stream] == no_stream
+    assert all(s.rng_state is None for s in no_stream if hasattr(s, "rng_state"))
+    # A run with other evidence than the input's own: its memory-write examples are those the builder makes
+    # with per-example seeds (rng=None), from the documents with the heuristic's evidence.
+    out = tmp_path / "out"
+    assert main(["generate", "-q", "--input", damaged_input, "--output", str(out), "--evidence", "heuristic"]) == 0
+    rows = pq.read_table(out / "memory_write").to_pylist()
+    with open(damaged_input, "rb") as f:
+        records = [r.value for r in scan_json_records(f) if isinstance(r, Record)]
+    doc_ids = {row["doc_index"]: row["doc_id"] for row in rows}
+    labels, expected = property_labels(), []
+    for index, doc_id in sorted(doc_ids.items()):
+        doc = parse_document(
+            records[index], doc_id=doc_id, doc_index=index, source="s", split="s", relation_labels=labels
+        )
+        doc, _ = assign_evidence(doc, "heuristic")
+        expected += [(ex.id, [t.names for t in ex.triples]) for ex in build_write_examples(doc, labels, seed=42)]
+    got = [(row["id"], [(t["head"], t["relation"], t["tail"]) for t in row["triples"]]) for row in rows]
+    assert sorted(got) == sorted(expected)
+    assert sum(len(t) for _, t in got) > 10
