@@ -193,10 +193,11 @@ class _RecordDecoder:
         "array": re.compile(r'\}\s*,\s*\{\s*"(?:vertexSet|labels|title|sents)"'),
         "lines": re.compile(r"\}[ \t\r]*\n"),
     }
-    # Long digit runs, found as 19 zeros after mapping every digit to 0 (str.translate and `in` run at C
-    # speed; a regex for them tries every digit and cost more than the json decode it would save).
-    _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
-    _LONG_INT = "0" * 19
+    # Long digit runs, found as 19 zeros after mapping every digit to 0, on the UTF-8 bytes orjson reads
+    # anyway (bytes.translate runs at C speed; str.translate does not for non-ASCII text, and a regex tries
+    # every digit: both cost more than the json decode they would save).
+    _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+    _LONG_INT = b"0" * 19
     _GIVE_UP = 16  # misses more than hits by this many: the fast path does not fit the file
 
     def __init__(self, fmt: str):
@@ -210,7 +211,7 @@ class _RecordDecoder:
             m = self.next_record.search(text, pos)
             if m is not None:
                 end = m.start() + 1
-                record = text[pos:end]
+                record = text[pos:end].encode("utf-8")  # (decoded from UTF-8: encodes without error)
                 if self._LONG_INT not in record.translate(self._DIGITS_TO_ZERO):
                     try:
                         value = orjson.loads(record)

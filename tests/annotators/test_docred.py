@@ -66,6 +66,7 @@ TRICKY = [
     {"title": "surrogate \ud800", "sents": [["a"]]},  # orjson: rejected
     {"title": 'ends like a record }, {"title": "x"} here', "sents": []},
     {"sents": [["1e400"]], "z": 1e400},
+    {"title": "Zürich – 東京 😀", "sents": [["é", "1234567890123456789"]]},  # non-ASCII; digits in a string
 ]
 
 
