@@ -236,6 +236,8 @@ def _decode_at(buf: _Buffer, pos: int) -> tuple[object, int, str | None]:
             buf.fill(read)
             read *= 2
             continue
+        except RecursionError:  # json decodes nested values recursively; a document is never this deep
+            return None, pos, "JSON nested too deeply to decode (deeper than the interpreter's recursion limit)"
         # A number at the very end of the buffer may continue in the next read ("1." of "1.5e10").
         if end >= len(buf.text) and not buf.eof:
             buf.fill(read)
@@ -254,6 +256,9 @@ def _resync(buf: _Buffer, pos: int, fmt: str) -> int:
             continue
         try:
             value, _ = _DECODER.raw_decode(buf.text, at)
+        except RecursionError:
+            pos = at + 1
+            continue
         except json.JSONDecodeError:
             if not buf.eof and len(buf.text) - at < MAX_RECORD_CHARS:
                 if buf.fill():

@@ -98,6 +98,15 @@ def test_fast_decoding_gives_way_to_json_for_files_it_does_not_fit():
     assert [r.value for r in scan(json.dumps(values))] == values
 
 
+def test_a_record_nested_too_deeply_is_one_error_and_the_rest_is_kept():
+    deep = '{"sents": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    for fmt_text in ("[" + ", ".join([json.dumps(GOOD), deep, json.dumps(GOOD)]) + "]",
+                     "\n".join([json.dumps(GOOD), deep, json.dumps(GOOD)])):  # fmt: skip
+        out = scan(fmt_text)
+        assert [type(r) for r in out] == [Record, RecordError, Record]
+        assert "nested too deeply" in out[1].reason and out[2].value == GOOD
+
+
 @pytest.mark.parametrize("text,message", [("", "empty"), ("  hello", "not a JSON array"), ("3", "not a JSON")])
 def test_files_that_are_not_docred_json(text, message):
     with pytest.raises(InputFormatError, match=message):
