@@ -59,12 +59,36 @@ class Record:
     value: object
 
 
+# Bytes that are not UTF-8 decode to lone surrogates ("surrogateescape", so byte offsets stay exact); this
+# handler also counts them, so that a buffer knows when to look for them (never, for a clean file).
+_invalid_utf8_seen = 0
+
+
+def _escape_invalid_utf8(error: UnicodeDecodeError) -> tuple[str, int]:
+    global _invalid_utf8_seen
+    _invalid_utf8_seen += 1
+    return codecs.lookup_error("surrogateescape")(error)
+
+
+codecs.register_error("memllm-surrogateescape", _escape_invalid_utf8)
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_BOM = "\ufeff"
+_COMPRESSED = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PK\x03\x04": "zip",
+    b"\xfd7zXZ": "xz",
+}
+
+
 class _Buffer:
     """Decoded text of a binary stream, read on demand, with byte offsets for any text position."""
 
     def __init__(self, stream: IO[bytes], byte_start: int = 0, byte_end: int | None = None):
         self.stream = stream
-        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.decoder = codecs.getincrementaldecoder("utf-8")("memllm-surrogateescape")
+        self.invalid_utf8 = False  # some text came from bytes that are not UTF-8 (see `_escape_invalid_utf8`)
         self.text = ""
         self.byte_offset = byte_start  # byte offset of text[0]
         self.remaining = None if byte_end is None else byte_end - byte_start
@@ -82,17 +106,19 @@ class _Buffer:
         data = self.stream.read(size) if size > 0 else b""
         if self.remaining is not None:
             self.remaining -= len(data)
+        seen = _invalid_utf8_seen
         if not data:
             self.eof = True
             self.text += self.decoder.decode(b"", final=True)
-            return False
-        self.text += self.decoder.decode(data)
-        return True
+        else:
+            self.text += self.decoder.decode(data)
+        self.invalid_utf8 |= _invalid_utf8_seen != seen  # (another thread's count can only set it needlessly)
+        return bool(data)
 
     def byte_at(self, pos: int) -> int:
         if pos < self._cursor_pos:
-            return self.byte_offset + len(self.text[:pos].encode("utf-8"))
-        self._cursor_byte += len(self.text[self._cursor_pos : pos].encode("utf-8"))
+            return self.byte_offset + len(self.text[:pos].encode("utf-8", "surrogateescape"))
+        self._cursor_byte += len(self.text[self._cursor_pos : pos].encode("utf-8", "surrogateescape"))
         self._cursor_pos = pos
         return self._cursor_byte
 
@@ -115,9 +141,9 @@ class _Buffer:
 
 
 def detect_format(stream: IO[bytes]) -> str:
-    """'array' or 'lines', from the first non-whitespace character (`[` or `{`)."""
+    """'array' or 'lines', from the first non-whitespace character (`[` or `{`) after an optional BOM."""
     buf = _Buffer(stream)
-    pos = buf.skip_ws(0)
+    pos = _skip_bom(buf)
     first = buf.text[pos : pos + 1]
     if first == "[":
         return "array"
@@ -125,7 +151,22 @@ def detect_format(stream: IO[bytes]) -> str:
         return "lines"
     if not first:
         raise InputFormatError("the file is empty")
+    head = buf.text[:8].encode("utf-8", "surrogateescape")
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise InputFormatError(f"{kind}-compressed: decompress it first (the reader seeks to byte ranges)")
     raise InputFormatError(f"not a JSON array or JSON lines (starts with {buf.text[pos : pos + 20]!r})")
+
+
+def _preview(text: str) -> str:
+    """What a dead letter keeps of a damaged region: its start, bytes that are not UTF-8 shown as U+FFFD."""
+    return text[:RECORD_PREVIEW].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _skip_bom(buf: _Buffer) -> int:
+    """The first non-whitespace position of a file, past a UTF-8 byte order mark if it has one."""
+    pos = buf.skip_ws(0)
+    return buf.skip_ws(pos + 1) if buf.text[pos : pos + 1] == _BOM else pos
 
 
 def scan_json_records(
@@ -141,7 +182,7 @@ def scan_json_records(
         stream.seek(byte_start)
     buf = _Buffer(stream, byte_start, byte_end)
     decoder = _RecordDecoder(fmt)
-    pos = buf.skip_ws(0)
+    pos = _skip_bom(buf) if byte_start == 0 else buf.skip_ws(0)
     if fmt == "array" and byte_start == 0:
         if buf.text[pos : pos + 1] != "[":
             raise InputFormatError("not a JSON array")
@@ -164,6 +205,15 @@ def scan_json_records(
                 error = f"expected ',' or ']' after a record, found {nxt!r}"
             elif fmt == "lines" and nxt not in ("{", ""):
                 error = f"expected a new record after a record, found {nxt!r}"
+            elif buf.invalid_utf8 and (bad := _ESCAPED_BYTE.search(buf.text, pos, end)):
+                byte = bad.group().encode("utf-8", "surrogateescape")[0]
+                error = f"not UTF-8 text (byte 0x{byte:02x} at byte {buf.byte_at(bad.start())})"
+                resume = after + (1 if nxt == separator and separator else 0)
+                yield RecordError(buf.byte_at(pos), buf.byte_at(end), _preview(buf.text[pos:end]), error)
+                if fmt == "array" and nxt == "]":
+                    return
+                pos = resume
+                continue
         if error is None:
             yield Record(buf.byte_at(pos), buf.byte_at(end), value)
             pos = after + (1 if nxt == separator and separator else 0)
@@ -171,7 +221,7 @@ def scan_json_records(
                 return
             continue
         resume = _resync(buf, pos + 1, fmt)
-        yield RecordError(buf.byte_at(pos), buf.byte_at(resume), buf.text[pos:resume][:RECORD_PREVIEW], error)
+        yield RecordError(buf.byte_at(pos), buf.byte_at(resume), _preview(buf.text[pos:resume]), error)
         if resume >= len(buf.text):
             return
         pos = resume
@@ -211,7 +261,10 @@ class _RecordDecoder:
             m = self.next_record.search(text, pos)
             if m is not None:
                 end = m.start() + 1
-                record = text[pos:end].encode("utf-8")  # (decoded from UTF-8: encodes without error)
+                try:
+                    record = text[pos:end].encode("utf-8")
+                except UnicodeEncodeError:  # bytes that are not UTF-8 (`_Buffer`): the json path, then rejected
+                    record = self._LONG_INT
                 if self._LONG_INT not in record.translate(self._DIGITS_TO_ZERO):
                     try:
                         value = orjson.loads(record)

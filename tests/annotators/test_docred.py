@@ -107,6 +107,38 @@ def test_a_record_nested_too_deeply_is_one_error_and_the_rest_is_kept():
         assert "nested too deeply" in out[1].reason and out[2].value == GOOD
 
 
+def scan_bytes(raw: bytes):
+    return list(scan_json_records(io.BytesIO(raw)))
+
+
+@pytest.mark.parametrize("fmt", ["array", "lines"])
+def test_a_record_with_bytes_that_are_not_utf8_is_one_error_and_the_rest_is_kept(fmt):
+    good = json.dumps(GOOD, ensure_ascii=False).encode()
+    bad = json.dumps({**GOOD, "title": "Zürich"}, ensure_ascii=False).encode().replace("ü".encode(), b"\xfc")
+    raw = b"[" + b",\n".join([good, bad, good]) + b"]" if fmt == "array" else b"\n".join([good, bad, good])
+    out = scan_bytes(raw)
+    assert [type(r) for r in out] == [Record, RecordError, Record]
+    assert out[1].reason.startswith("not UTF-8 text (byte 0xfc at byte ")
+    assert raw[out[1].byte_start : out[1].byte_end] == bad and "Z\ufffdrich" in out[1].text
+    assert [raw[r.byte_start : r.byte_end] for r in (out[0], out[2])] == [good, good]
+
+
+@pytest.mark.parametrize("fmt", ["array", "lines"])
+def test_a_utf8_byte_order_mark_is_skipped(fmt):
+    good = json.dumps(GOOD).encode()
+    raw = b"\xef\xbb\xbf" + (b"[" + good + b"]" if fmt == "array" else good + b"\n")
+    assert docred.detect_format(io.BytesIO(raw)) == fmt
+    (record,) = scan_bytes(raw)
+    assert record.value == GOOD and raw[record.byte_start : record.byte_end] == good
+
+
+def test_a_compressed_file_is_named_as_such():
+    import gzip
+
+    with pytest.raises(InputFormatError, match="gzip-compressed: decompress it first"):
+        docred.detect_format(io.BytesIO(gzip.compress(json.dumps([GOOD]).encode())))
+
+
 @pytest.mark.parametrize("text,message", [("", "empty"), ("  hello", "not a JSON array"), ("3", "not a JSON")])
 def test_files_that_are_not_docred_json(text, message):
     with pytest.raises(InputFormatError, match=message):
