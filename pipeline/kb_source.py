@@ -72,13 +72,14 @@ class ParseDumpLines(CountingDoFn):
         self.dump = dump
         self.properties = properties
 
-    def process(self, lines: list[str]):
+    def process(self, lines: list[bytes]):
         entities, facts = [], []
         for line in lines:
             try:
                 entity = parse_dump_line(line, self.properties)
             except DumpLineError as e:
-                yield self.reject(self.dump, line, "kb", str(e), split=KB_SPLIT)
+                text = line.decode("utf-8", "replace")
+                yield self.reject(self.dump, text, "kb", str(e), split=KB_SPLIT)
                 continue
             if entity is None:
                 continue
@@ -105,7 +106,8 @@ class BuildKB(beam.PTransform):
     def expand(self, pbegin):
         parsed = (
             pbegin
-            | "ReadDump" >> beam.io.ReadFromText(self.dump)
+            # Bytes, not text: a line that is not UTF-8 is one dead letter (`parse_dump_line`), not a crash.
+            | "ReadDump" >> beam.io.ReadFromText(self.dump, coder=beam.coders.BytesCoder())
             | "BatchLines" >> beam.BatchElements(min_batch_size=LINES_PER_BATCH, max_batch_size=LINES_PER_BATCH)
             | "SpreadLines" >> beam.Reshuffle()
             | "ParseLines"

@@ -152,15 +152,18 @@ def test_kb_from_dump_counts_and_broken_lines(wiki_out, tmp_path):
     assert sorted(e["id"] for e in entities) == sorted(ITEMS)
 
     dump = tmp_path / "broken.json"
-    lines = Path(sample_path(WIKIPEDIA_SAMPLE_KB)).read_text().splitlines()
-    lines.insert(3, '{"type": "item", "id": "Q1", "labels": {')  # cut off mid-entity
-    dump.write_text("\n".join(lines) + "\n")
+    lines = Path(sample_path(WIKIPEDIA_SAMPLE_KB)).read_bytes().splitlines()
+    lines.insert(3, b'{"type": "item", "id": "Q1", "labels": {')  # cut off mid-entity
+    lines.insert(4, b'{"type": "item", "id": "Q2\xff", "labels": {}},')  # not UTF-8
+    dump.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out"
     assert generate("--kb", str(dump), "--input", sample_path(WIKIPEDIA_SAMPLE), "--output", str(out)) == 0
     kb_stats = json.loads((out / "kb" / "stats.json").read_text())
-    assert kb_stats["kb.entities"] == len(ITEMS) and kb_stats["kb.rejected"] == 1
+    assert kb_stats["kb.entities"] == len(ITEMS) and kb_stats["kb.rejected"] == 2
     errors = [json.loads(line) for p in (out / "kb" / "errors").glob("*.jsonl") for line in p.open()]
-    assert len(errors) == 1 and errors[0]["step"] == "kb" and "Q1" in errors[0]["record"]
+    errors.sort(key=lambda e: e["record"])
+    assert [e["step"] for e in errors] == ["kb", "kb"] and '"Q1"' in errors[0]["record"]
+    assert errors[1]["reason"].startswith("not UTF-8") and '"Q2\ufffd"' in errors[1]["record"]
 
 
 @pytest.mark.parametrize(
