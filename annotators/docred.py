@@ -188,6 +188,7 @@ def scan_json_records(
             raise InputFormatError("not a JSON array")
         pos = buf.skip_ws(pos + 1)
         if buf.text[pos : pos + 1] == "]":
+            yield from _after_array(buf, pos + 1)
             return
     separator = "," if fmt == "array" else ""
     while True:
@@ -211,6 +212,7 @@ def scan_json_records(
                 resume = after + (1 if nxt == separator and separator else 0)
                 yield RecordError(buf.byte_at(pos), buf.byte_at(end), _preview(buf.text[pos:end]), error)
                 if fmt == "array" and nxt == "]":
+                    yield from _after_array(buf, after + 1)
                     return
                 pos = resume
                 continue
@@ -218,6 +220,7 @@ def scan_json_records(
             yield Record(buf.byte_at(pos), buf.byte_at(end), value)
             pos = after + (1 if nxt == separator and separator else 0)
             if fmt == "array" and nxt == "]":
+                yield from _after_array(buf, after + 1)
                 return
             continue
         resume = _resync(buf, pos + 1, fmt)
@@ -225,6 +228,22 @@ def scan_json_records(
         if resume >= len(buf.text):
             return
         pos = resume
+
+
+def _after_array(buf: _Buffer, pos: int) -> Iterator[RecordError]:
+    """Text after the array's closing bracket is reported, never skipped in silence: two arrays written
+    one after the other (`cat a.json b.json`) would otherwise lose the second's documents unseen."""
+    pos = buf.skip_ws(pos)
+    if pos >= len(buf.text):
+        return
+    start, preview = buf.byte_at(pos), _preview(buf.text[pos:])
+    while True:  # to the end of the stream, one read in memory at a time
+        buf.drop_before(len(buf.text))
+        if not buf.fill():
+            break
+    end = buf.byte_at(len(buf.text))
+    reason = f"{end - start:,} bytes after the end of the JSON array (arrays concatenated?): not read"
+    yield RecordError(start, end, preview, reason)
 
 
 class _RecordDecoder:

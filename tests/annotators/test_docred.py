@@ -139,6 +139,19 @@ def test_a_compressed_file_is_named_as_such():
         docred.detect_format(io.BytesIO(gzip.compress(json.dumps([GOOD]).encode())))
 
 
+@pytest.mark.parametrize("tail", [" xyz", "\n" + json.dumps([GOOD, GOOD]) + "\n"])
+@pytest.mark.parametrize("records", [[], [GOOD], [GOOD, GOOD]])
+def test_text_after_the_array_is_reported_not_skipped(monkeypatch, records, tail):
+    monkeypatch.setattr(docred, "READ_SIZE", 16)  # the tail spans several reads
+    text = json.dumps(records) + tail
+    out = scan(text)
+    assert [r.value for r in out[:-1]] == records
+    error = out[-1]
+    assert isinstance(error, RecordError) and "after the end of the JSON array" in error.reason
+    raw = text.encode()
+    assert raw[error.byte_start : error.byte_end] == tail.strip().encode() + (b"\n" if tail.endswith("\n") else b"")
+
+
 @pytest.mark.parametrize("text,message", [("", "empty"), ("  hello", "not a JSON array"), ("3", "not a JSON")])
 def test_files_that_are_not_docred_json(text, message):
     with pytest.raises(InputFormatError, match=message):
