@@ -206,18 +206,14 @@ def scan_json_records(
                 error = f"expected ',' or ']' after a record, found {nxt!r}"
             elif fmt == "lines" and nxt not in ("{", ""):
                 error = f"expected a new record after a record, found {nxt!r}"
-            elif buf.invalid_utf8 and (bad := _ESCAPED_BYTE.search(buf.text, pos, end)):
-                byte = bad.group().encode("utf-8", "surrogateescape")[0]
-                error = f"not UTF-8 text (byte 0x{byte:02x} at byte {buf.byte_at(bad.start())})"
-                resume = after + (1 if nxt == separator and separator else 0)
-                yield RecordError(buf.byte_at(pos), buf.byte_at(end), _preview(buf.text[pos:end]), error)
-                if fmt == "array" and nxt == "]":
-                    yield from _after_array(buf, after + 1)
-                    return
-                pos = resume
-                continue
         if error is None:
-            yield Record(buf.byte_at(pos), buf.byte_at(end), value)
+            if buf.invalid_utf8 and (bad := _ESCAPED_BYTE.search(buf.text, pos, end)):
+                # Well-formed JSON around bytes that are not UTF-8: this record is lost, not its neighbours.
+                byte, at = bad.group().encode("utf-8", "surrogateescape")[0], buf.byte_at(bad.start())
+                reason = f"not UTF-8 text (byte 0x{byte:02x} at byte {at})"
+                yield RecordError(buf.byte_at(pos), buf.byte_at(end), _preview(buf.text[pos:end]), reason)
+            else:
+                yield Record(buf.byte_at(pos), buf.byte_at(end), value)
             pos = after + (1 if nxt == separator and separator else 0)
             if fmt == "array" and nxt == "]":
                 yield from _after_array(buf, after + 1)
