@@ -40,4 +40,3 @@ def test_heuristic_evidence_on_dev_writes_each_evidence_less_fact_at_one_sentenc
     stats = json.loads((out / "stats.json").read_text())
     assert assigned == stats["evidence.heuristic.assigned"] == 9811
     assert once >= 0.99 * assigned
-
