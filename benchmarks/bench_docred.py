@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         # per round (runs close in time) and the median round is reported.
         rounds = []
         for k in range(args.repeat):
+            probe = python_probe()  # per round: the machine's speed drifts between rounds too
             a = bench_annotators(path)
             runs = {}
             for i, (mode, flags) in enumerate(modes.items()):
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(tmp / f"out-round{k}-{i}", ignore_errors=True)
             rounds.append((a, runs))
             times = ", ".join(f"{m.split(': ')[-1]} {r['seconds']:.1f} s" for m, r in runs.items())
-            print(f"round {k + 1}: annotators {a['pass2']:.1f} s" + (f", {times}" if times else ""), flush=True)
+            print(f"round {k + 1}: probe {probe:.2f}, annotators {a['pass2']:.1f} s" + (f", {times}" if times else ""),
+                  flush=True)  # fmt: skip
         a = {key: statistics.median(r[0][key] for r in rounds) for key in ("pass1", "pass2", "parse", "write", "read")}
         a |= {key: rounds[0][0][key] for key in ("triples", "n_write", "n_read")}
         a["peak"] = max(r[0]["peak"] for r in rounds)
