@@ -279,8 +279,8 @@ class _RecordDecoder:
                 try:
                     record = text[pos:end].encode("utf-8")
                 except UnicodeEncodeError:  # bytes that are not UTF-8 (`_Buffer`): the json path, then rejected
-                    record = self._LONG_INT
-                if self._LONG_INT not in record.translate(self._DIGITS_TO_ZERO):
+                    record = None
+                if record is not None and self._LONG_INT not in record.translate(self._DIGITS_TO_ZERO):
                     try:
                         value = orjson.loads(record)
                     except orjson.JSONDecodeError:
