@@ -75,27 +75,23 @@ def is_skipped(query: Query) -> bool:
     return ("tail" if query.is_tail_query else "head", query.relation) in SKIP_QUERIES
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Source:
-    """A seen mention of the other argument: the known side of one candidate query."""
+    """A seen mention name of the other argument: the known side of one candidate query. Immutable and
+    shared (`source()`), since a document repeats the same (name, relation) many times."""
 
     name: str
     relation: str
     target_type: str  # HEAD: the target is the relation's head, so the query is (?, r, source)
-    start: int  # global token offset of the source mention (updated when a repeat collapses)
-    query: Query = field(init=False)
-    skipped: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.query, self.skipped = _source_query(self.name, self.relation, self.target_type)
+    query: Query
+    skipped: bool
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _source_query(name: str, relation: str, target_type: str) -> tuple[Query, bool]:
-    # Cached: a document repeats the same (source, relation) many times, and building a validated,
-    # frozen Query was a fifth of planning.
+def source(name: str, relation: str, target_type: str) -> Source:
+    # Cached: building a validated, frozen Query per source was a fifth of planning.
     query = Query(name, relation, None) if target_type == TAIL else Query(None, relation, name)
-    return query, is_skipped(query)
+    return Source(name, relation, target_type, query, is_skipped(query))
 
 
 @dataclass(slots=True)
@@ -138,65 +134,68 @@ def _needed_queries(groups: list[TargetGroup]) -> list[Query]:
 
 
 def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
-    # Step 1: every mention with its global start, sorted by (start, entity index).
     offsets = [0]
     for s in doc.sents:
         offsets.append(offsets[-1] + len(s))
+    # Step 1: every mention as (global start, entity, sent_id, start, end, name), sorted by (global start,
+    # entity). Tuples, not attribute reads: the sweep below reads each mention many times.
     stream = sorted(
-        ((offsets[m.sent_id] + m.start, e, m) for e, ent in enumerate(doc.entities) for m in ent.mentions),
+        [
+            (offsets[m.sent_id] + m.start, e, m.sent_id, m.start, m.end, m.name)
+            for e, ent in enumerate(doc.entities)
+            for m in ent.mentions
+        ],
         key=operator.itemgetter(0, 1),
     )
+    rels = [(rel.h, rel.t, relation_labels[rel.r]) for rel in doc.relations]
     rels_of: dict[int, list[int]] = {}
-    for i, rel in enumerate(doc.relations):
-        rels_of.setdefault(rel.h, []).append(i)
-        if rel.t != rel.h:
-            rels_of.setdefault(rel.t, []).append(i)
+    for i, (h, t, _) in enumerate(rels):
+        rels_of.setdefault(h, []).append(i)
+        if t != h:
+            rels_of.setdefault(t, []).append(i)
     for v in rels_of.values():
         v.sort()
 
     # Step 2: sweep; a relation is covered at the first mention where both arguments have been seen.
     seen: dict[int, list[int]] = {}
-    covered = [False] * len(doc.relations)
+    covered = [False] * len(rels)
     records: dict[tuple, None] = {}  # step 3: exact duplicates dropped, first occurrence kept
-    for k, (start, e, m) in enumerate(stream):
+    for k, (start, e, sent_id, m_start, m_end, name) in enumerate(stream):
         seen.setdefault(e, []).append(k)
         for i in rels_of.get(e, ()):
-            rel = doc.relations[i]
-            if covered[i] or rel.h not in seen or rel.t not in seen:
+            if covered[i]:
+                continue
+            h, t, label = rels[i]
+            if h not in seen or t not in seen:
                 continue
             covered[i] = True
-            target_type = HEAD if e == rel.h else TAIL
-            label = relation_labels[rel.r]
-            for j in seen[rel.t if target_type == HEAD else rel.h]:
-                s_start, _, s_mention = stream[j]
-                s_end = offsets[s_mention.sent_id] + s_mention.end
+            target_type = HEAD if e == h else TAIL
+            for j in seen[t if target_type == HEAD else h]:
+                s_start, _, s_sent, _, s_end, s_name = stream[j]
+                s_end += offsets[s_sent]
                 records.setdefault(
-                    (m.start, m.end, m.sent_id, start, m.name, s_mention.name, s_start, s_end, label, target_type),
-                    None,
+                    (m_start, m_end, sent_id, start, name, s_name, s_start, s_end, label, target_type), None
                 )
 
     # Step 4: sort by (target start in its sentence, source name), merge records at the same target span.
     ordered = sorted(records, key=operator.itemgetter(0, 5))
     groups: list[TargetGroup] = []
     by_target: dict[tuple[int, int, int], TargetGroup] = {}
-    for t_start, t_end, t_sent, t_global, t_name, s_name, s_start, _s_end, label, target_type in ordered:
+    for t_start, t_end, t_sent, t_global, t_name, s_name, _s_start, _s_end, label, target_type in ordered:
         key = (t_sent, t_start, t_end)
         group = by_target.get(key)
         if group is None:
             group = by_target[key] = TargetGroup(t_name, t_sent, (t_start, t_end), t_global)
             groups.append(group)
-            group.sources.append(Source(s_name, label, target_type, s_start))
-            continue
-        last = group.sources[-1]
-        if last.name == s_name and last.relation == label:
-            # A repeated surface form of the same source: keep one query, at the later mention.
-            last.start = max(last.start, s_start)
         else:
-            group.sources.append(Source(s_name, label, target_type, s_start))
+            last = group.sources[-1]
+            if last.name == s_name and last.relation == label:
+                continue  # a repeated surface form of the same source: one query
+        group.sources.append(source(s_name, label, target_type))
 
     # Step 5: document order; step 7's first test: no read for a target already written verbatim.
     groups.sort(key=lambda g: (g.sent_id, g.span[0]))
-    words = [w for s in doc.sents for w in s]
+    words = list(itertools.chain.from_iterable(doc.sents))
     text = " ".join(words)
     starts = list(itertools.accumulate(map(_plus_one, map(len, words)), initial=0))
     for g in groups:
@@ -302,6 +301,7 @@ __all__ = [
     "ReadPlan",
     "TargetGroup",
     "Source",
+    "source",
     "plan_reads",
     "finish_reads",
     "build_read_examples",

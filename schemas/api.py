@@ -96,7 +96,7 @@ def render_triple(head: str, relation: str, tail: str) -> str:
 
 def render_write_call(triples: Iterable[tuple[str, str, str]]) -> str:
     """`({MEM_WRITE-->h>>r>>t;...})`; the empty write is `({MEM_WRITE-->})`."""
-    return MEM_WRITE + ITEM_SEP.join(render_triple(*t) for t in triples) + END
+    return MEM_WRITE + ITEM_SEP.join([render_triple(*t) for t in triples]) + END
 
 
 def render_write_context(pretext: str, focus: str) -> str:

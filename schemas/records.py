@@ -118,7 +118,7 @@ TABLE_SCHEMAS = {
 
 
 def segments_text(segments: list[dict]) -> str:
-    return "".join(s["text"] for s in segments)
+    return "".join([s["text"] for s in segments])
 
 
 def _segments(pieces: list[tuple[str, bool]]) -> list[dict]:
@@ -177,35 +177,32 @@ class WriteExample:
         return f"{self.doc.doc_id}/w{self.sent_id:04d}"
 
     def segments(self) -> list[dict]:
-        return _segments(
-            [
-                (api.render_write_context(self.pretext, self.focus), False),
-                (api.render_write_call(t.names for t in self.triples), True),
-            ]
-        )
+        # Neither piece is ever empty (the context holds the USER markers, the call its brackets).
+        return [
+            {"text": api.render_write_context(self.pretext, self.focus), "label": False},
+            {"text": api.render_write_call([(t.head, t.relation, t.tail) for t in self.triples]), "label": True},
+        ]
 
     def to_row(self) -> dict:
         segments = self.segments()
         row = self.doc.common(self.id)
-        row.update(
-            segments=segments,
-            text=segments_text(segments),
-            sent_id=self.sent_id,
-            pretext=self.pretext,
-            focus=self.focus,
-            triples=[
-                {
-                    "head": t.head,
-                    "relation": t.relation,
-                    "tail": t.tail,
-                    "head_entity": t.head_entity,
-                    "tail_entity": t.tail_entity,
-                    "relation_id": t.relation_id,
-                    "label_index": t.label_index,
-                }
-                for t in self.triples
-            ],
-        )
+        row["segments"] = segments
+        row["text"] = segments[0]["text"] + segments[1]["text"]
+        row["sent_id"] = self.sent_id
+        row["pretext"] = self.pretext
+        row["focus"] = self.focus
+        row["triples"] = [
+            {
+                "head": t.head,
+                "relation": t.relation,
+                "tail": t.tail,
+                "head_entity": t.head_entity,
+                "tail_entity": t.tail_entity,
+                "relation_id": t.relation_id,
+                "label_index": t.label_index,
+            }
+            for t in self.triples
+        ]
         return row
 
 
@@ -244,16 +241,14 @@ class ReadExample:
     def to_row(self) -> dict:
         segments = self.segments()
         row = self.doc.common(self.id)
-        row.update(
-            segments=segments,
-            text=segments_text(segments),
-            read_point=self.read_point,
-            target=self.target,
-            pre_text=self.pre_text,
-            preapi_text=self.preapi_text,
-            queries=[{"subject": q.subject, "relation": q.relation, "object": q.object} for q in self.queries],
-            query_results=[list(r) for r in self.query_results],
-            continuation=self.continuation,
-            eot=self.eot,
-        )
+        row["segments"] = segments
+        row["text"] = segments_text(segments)
+        row["read_point"] = self.read_point
+        row["target"] = self.target
+        row["pre_text"] = self.pre_text
+        row["preapi_text"] = self.preapi_text
+        row["queries"] = [{"subject": q.subject, "relation": q.relation, "object": q.object} for q in self.queries]
+        row["query_results"] = [list(r) for r in self.query_results]
+        row["continuation"] = self.continuation
+        row["eot"] = self.eot
         return row
