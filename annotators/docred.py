@@ -484,41 +484,50 @@ def parse_document(
     if not isinstance(labels, list):
         raise InvalidDocument("labels must be a list of relations")
     relations = []
+    n_entities, n_sents = len(entities), len(sents)
     for i, label in enumerate(labels):
-        if type(label) is dict:  # fast path, as for mentions
+        if type(label) is dict:  # fast path, as for mentions; evidence ids are checked below, all at once
             h, t, r, evidence = label.get("h"), label.get("t"), label.get("r"), label.get("evidence", [])
             if (
                 type(h) is int
                 and type(t) is int
-                and 0 <= h < len(entities)
-                and 0 <= t < len(entities)
+                and 0 <= h < n_entities
+                and 0 <= t < n_entities
                 and type(r) is str
                 and r in relation_labels
                 and type(evidence) is list
-                and all(type(ev) is int and 0 <= ev < len(sents) for ev in evidence)
             ):
-                relations.append(Relation(h, t, r, list(evidence)))
+                relations.append(Relation(h, t, r, evidence))
                 continue
-        where = f"labels[{i}]"
-        if not isinstance(label, dict):
-            raise InvalidDocument(f"{where} must be an object")
-        h = _int(label.get("h"), f"{where}.h")
-        t = _int(label.get("t"), f"{where}.t")
-        for side, idx in (("h", h), ("t", t)):
-            if not 0 <= idx < len(entities):
-                raise InvalidDocument(f"{where}.{side} = {idx} is out of range (document has {len(entities)} entities)")
-        r = label.get("r")
-        if not isinstance(r, str) or r not in relation_labels:
-            raise InvalidDocument(f"{where}.r = {r!r} is not a known Wikidata property")
-        evidence = label.get("evidence", [])
-        if not isinstance(evidence, list):
-            raise InvalidDocument(f"{where}.evidence must be a list of sentence ids")
-        for ev in evidence:
-            ev = _int(ev, f"{where}.evidence")
-            if not 0 <= ev < len(sents):
-                raise InvalidDocument(
-                    f"{where}.evidence contains {ev}, out of range (document has {len(sents)} sentences)"
-                )
-        relations.append(Relation(h, t, r, list(evidence)))
+        relations.append(_relation(i, label, n_entities, n_sents, relation_labels))
+    evidence_ids = [ev for rel in relations for ev in rel.evidence]
+    if evidence_ids and (
+        set(map(type, evidence_ids)) != {int} or min(evidence_ids) < 0 or max(evidence_ids) >= n_sents
+    ):
+        for i, label in enumerate(labels):  # name the first relation with a bad evidence id
+            _relation(i, label, n_entities, n_sents, relation_labels)
 
     return Document(doc_id, doc_index, source, split, title, sents, entities, relations)
+
+
+def _relation(i: int, label: object, n_entities: int, n_sents: int, relation_labels: Mapping[str, str]) -> Relation:
+    """`labels[i]` checked field by field; raises `InvalidDocument` naming the first bad one."""
+    where = f"labels[{i}]"
+    if not isinstance(label, dict):
+        raise InvalidDocument(f"{where} must be an object")
+    h = _int(label.get("h"), f"{where}.h")
+    t = _int(label.get("t"), f"{where}.t")
+    for side, idx in (("h", h), ("t", t)):
+        if not 0 <= idx < n_entities:
+            raise InvalidDocument(f"{where}.{side} = {idx} is out of range (document has {n_entities} entities)")
+    r = label.get("r")
+    if not isinstance(r, str) or r not in relation_labels:
+        raise InvalidDocument(f"{where}.r = {r!r} is not a known Wikidata property")
+    evidence = label.get("evidence", [])
+    if not isinstance(evidence, list):
+        raise InvalidDocument(f"{where}.evidence must be a list of sentence ids")
+    for ev in evidence:
+        ev = _int(ev, f"{where}.evidence")
+        if not 0 <= ev < n_sents:
+            raise InvalidDocument(f"{where}.evidence contains {ev}, out of range (document has {n_sents} sentences)")
+    return Relation(h, t, r, list(evidence))

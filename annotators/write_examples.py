@@ -151,6 +151,22 @@ def build_write_examples(
     sents_of = [{m[0] for m in ms} for ms in mentions]
     first_of = [min(s) for s in sents_of]
     relations = doc.relations
+    # Per relation, once (each is considered at ~5 sentences): its arguments, their mentions, the size of
+    # their product, and where a pair can qualify: from the sentence where both arguments have been
+    # mentioned (`by`) on, at a sentence that mentions one of them (`either`).
+    considered = [
+        (
+            rel.h,
+            rel.t,
+            mentions[rel.h],
+            mentions[rel.t],
+            len(mentions[rel.h]) * len(mentions[rel.t]),
+            max(first_of[rel.h], first_of[rel.t]),
+            sents_of[rel.h] | sents_of[rel.t],
+            rel.r,
+        )
+        for rel in relations
+    ]
     examples = []
     pretext_parts: list[str] = []
     for sent_id, (focus, selected) in enumerate(
@@ -159,24 +175,20 @@ def build_write_examples(
         example = WriteExample(ref, sent_id, " ".join(pretext_parts), focus)
         if selected:
             pair_rng = rng if rng is not None else random.Random(f"{seed}:{example.id}")
+            getrandbits = pair_rng.getrandbits
             placed: list[tuple[tuple[int, int], tuple[str, str, str], WriteTriple]] = []
             written: set[tuple[str, str, str]] = set()
             for label_index in selected:
-                rel = relations[label_index]
-                h, t = rel.h, rel.t
-                heads, tails = mentions[h], mentions[t]
-                n_tails = len(tails)
-                n = len(heads) * n_tails
+                h, t, heads, tails, n, by, either, r = considered[label_index]
                 # The whole product is shuffled, qualifying or not, so the stream matches the reference.
-                if not (
-                    (sent_id in sents_of[h] or sent_id in sents_of[t])
-                    and first_of[h] <= sent_id
-                    and first_of[t] <= sent_id
-                ):
-                    if n > 1:
-                        consume_shuffle(pair_rng, n)  # no pair can qualify here
+                if sent_id < by or sent_id not in either:
+                    if n > 1:  # no pair can qualify here: draw what the shuffle draws
+                        for m, k in _STEPS[n] if n < 257 else _steps(n):
+                            while getrandbits(k) >= m:
+                                pass
                     continue
-                label = relation_labels[rel.r]
+                label = relation_labels[r]
+                n_tails = len(tails)
                 for idx in shuffled_indices(pair_rng, n) if n > 1 else (0,):
                     h_sent, h_start, h_name = heads[idx // n_tails]
                     t_sent, t_start, t_name = tails[idx % n_tails]
@@ -190,8 +202,7 @@ def build_write_examples(
                         location = max((h_sent, h_start), (t_sent, t_start))
                     else:
                         location = (h_sent, h_start) if h_sent == sent_id else (t_sent, t_start)
-                    triple = WriteTriple(h_name, label, t_name, h, t, rel.r, label_index)
-                    placed.append((location, names, triple))
+                    placed.append((location, names, WriteTriple(h_name, label, t_name, h, t, r, label_index)))
                     break
             placed.sort(key=_location_then_names)
             example.triples = [p[2] for p in placed]

@@ -193,6 +193,12 @@ def with_(path, value):
         (with_(["vertexSet", 0, 0, "pos"], [3, 9]), r"pos = \[3, 9\] is out of range"),
         (with_(["labels", 0, "h"], 7), r"labels\[0\].h = 7 is out of range \(document has 2 entities\)"),
         (with_(["labels", 0, "evidence"], [4]), r"evidence contains 4, out of range"),
+        (with_(["labels", 0, "evidence"], [-1]), r"evidence contains -1, out of range"),
+        (with_(["labels", 0, "evidence"], [True]), r"labels\[0\].evidence must be an integer, got True"),
+        (with_(["labels", 0, "evidence"], [0.0]), r"labels\[0\].evidence must be an integer, got 0.0"),
+        (with_(["labels", 0, "evidence"], 0), r"labels\[0\].evidence must be a list of sentence ids"),
+        (with_(["labels"], GOOD["labels"] * 2 + [{"h": 1, "t": 0, "r": "P26", "evidence": [1, 2]}]),
+         r"labels\[2\].evidence contains 2, out of range"),
         (with_(["labels", 0, "r"], "P99999999"), "'P99999999' is not a known Wikidata property"),
     ],
 )
