@@ -19,6 +19,7 @@ by the target string; the first example of a document trains its prefix (`preapi
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import json
@@ -234,7 +235,7 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
                     inc.append((src.query, res))
                     ranked.append((len(res) if res else EMPTY_RESULT_PRIORITY, src.query))
         included.append(inc)
-        top_query.append(_top_query(ranked))
+        top_query.append(ranked[0][1] if len(ranked) == 1 else _top_query(ranked))
 
     # Step 8: read points, de-duplicated by an identical top-priority query.
     kept: list[int] = []
@@ -260,7 +261,8 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
         if not any(query_results):
             # A read always returns something: the model learns to copy from memory.
             query_results = [[g.target] for _ in queries]
-        nxt = next((k for k in kept if k > gi), None)
+        at = bisect.bisect_right(kept, gi)  # the next kept read point after this group
+        nxt = kept[at] if at < len(kept) else None
         next_point = plan.groups[nxt].read_point if nxt is not None else len(words)
         prefix = plan.span(0, g.read_point)
         first = not examples
