@@ -31,9 +31,13 @@ def triple_keys(head: str, relation: str, tail: str) -> tuple[tuple[tuple[str, s
 class ExactMemory:
     def __init__(self, triples: Iterable[tuple[str, str, str]] = ()) -> None:
         self._index: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        # Sorted answers per key, filled as keys are queried: a memory is built once and queried many
+        # times (Algorithm 1 asks the same popular keys in document after document); any add clears it.
+        self._sorted: dict[tuple[str, str, str], list[str]] = {}
         self.add(triples)
 
     def add(self, triples: Iterable[tuple[str, str, str]]) -> None:
+        self._sorted.clear()
         for h, r, t in triples:
             for key, answer in triple_keys(h, r, t):
                 self._index[key].add(answer)
@@ -41,8 +45,11 @@ class ExactMemory:
     def query_names(self, queries: Sequence[Query], limit: int = RESULT_LIMIT) -> list[list[str]]:
         out = []
         for q in queries:
-            names = self._index.get(query_key(q))
-            out.append(sorted(names)[:limit] if names else [])
+            key = query_key(q)
+            names = self._sorted.get(key)
+            if names is None:
+                names = self._sorted[key] = sorted(self._index.get(key, ()))
+            out.append(names[:limit])  # a copy: callers own their results
         return out
 
     def __len__(self) -> int:

@@ -166,3 +166,16 @@ def test_a_batch_embeds_its_new_strings_in_one_call():
     assert names[:2] == [["Honolulu"], []] and names[4] == ["Hamburg"] and names[-1] == []
     counting.calls.clear()
     assert m.query_names(queries) == names[:6] and counting.calls == []  # cached
+
+
+def test_exact_memory_answers_sorted_limited_and_sees_later_adds():
+    m = ExactMemory([("Obama", POB, "Hilo"), ("Obama", POB, "Honolulu"), ("Obama", POB, "Chicago")])
+    q = Query("Obama", POB, None)
+    assert m.query_names([q, q], limit=2) == [["Chicago", "Hilo"], ["Chicago", "Hilo"]]
+    m.query_names([q])[0].append("mutated by a caller")  # results are the caller's own lists
+    m.add([("Obama", POB, "Accra"), ("Michelle Obama", "spouse", "Obama")])  # after the first queries
+    assert m.query_names([q, Query(None, "spouse", "Obama"), Query("Hilo", POB, None)]) == [
+        ["Accra", "Chicago", "Hilo", "Honolulu"],
+        ["Michelle Obama"],
+        [],
+    ]
