@@ -125,13 +125,9 @@ class ReadPlan:
 
 
 def _needed_queries(groups: list[TargetGroup]) -> list[Query]:
-    out: dict[Query, None] = {}
-    for g in groups:
-        if not g.in_pretext:
-            for src in g.sources:
-                if not src.skipped:
-                    out.setdefault(src.query, None)
-    return list(out)
+    return list(
+        dict.fromkeys(src.query for g in groups if not g.in_pretext for src in g.sources if not src.skipped)
+    )
 
 
 def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
@@ -149,25 +145,23 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
         key=operator.itemgetter(0, 1),
     )
     rels = [(rel.h, rel.t, relation_labels[rel.r]) for rel in doc.relations]
-    rels_of: dict[int, list[int]] = {}
+    rels_of: list[list[int]] = [[] for _ in doc.entities]  # per entity, its relations in label order
     for i, (h, t, _) in enumerate(rels):
-        rels_of.setdefault(h, []).append(i)
+        rels_of[h].append(i)
         if t != h:
-            rels_of.setdefault(t, []).append(i)
-    for v in rels_of.values():
-        v.sort()
+            rels_of[t].append(i)
 
     # Step 2: sweep; a relation is covered at the first mention where both arguments have been seen.
-    seen: dict[int, list[int]] = {}
+    seen: list[list[int]] = [[] for _ in doc.entities]  # per entity, its positions in `stream` so far
     covered = [False] * len(rels)
     records: dict[tuple, None] = {}  # step 3: exact duplicates dropped, first occurrence kept
     for k, (start, e, sent_id, m_start, m_end, name) in enumerate(stream):
-        seen.setdefault(e, []).append(k)
-        for i in rels_of.get(e, ()):
+        seen[e].append(k)
+        for i in rels_of[e]:
             if covered[i]:
                 continue
             h, t, label = rels[i]
-            if h not in seen or t not in seen:
+            if not seen[h] or not seen[t]:
                 continue
             covered[i] = True
             target_type = HEAD if e == h else TAIL

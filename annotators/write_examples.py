@@ -151,22 +151,12 @@ def build_write_examples(
     sents_of = [{m[0] for m in ms} for ms in mentions]
     first_of = [min(s) for s in sents_of]
     relations = doc.relations
-    # Per relation, once (each is considered at ~5 sentences): its arguments, their mentions, the size of
-    # their product, and where a pair can qualify: from the sentence where both arguments have been
-    # mentioned (`by`) on, at a sentence that mentions one of them (`either`).
-    considered = [
-        (
-            rel.h,
-            rel.t,
-            mentions[rel.h],
-            mentions[rel.t],
-            len(mentions[rel.h]) * len(mentions[rel.t]),
-            max(first_of[rel.h], first_of[rel.t]),
-            sents_of[rel.h] | sents_of[rel.t],
-            rel.r,
-        )
-        for rel in relations
-    ]
+    # Per relation, once (each is considered at ~5 sentences): the size of its mention product, shuffled
+    # wherever it is considered, and where a pair can qualify: from the sentence where both arguments have
+    # been mentioned (`ready`) on, at a sentence that mentions one of them (`either`).
+    sizes = [len(mentions[rel.h]) * len(mentions[rel.t]) for rel in relations]
+    ready = [max(first_of[rel.h], first_of[rel.t]) for rel in relations]
+    either = [sents_of[rel.h] | sents_of[rel.t] for rel in relations]
     examples = []
     pretext_parts: list[str] = []
     for sent_id, (focus, selected) in enumerate(
@@ -179,14 +169,17 @@ def build_write_examples(
             placed: list[tuple[tuple[int, int], tuple[str, str, str], WriteTriple]] = []
             written: set[tuple[str, str, str]] = set()
             for label_index in selected:
-                h, t, heads, tails, n, by, either, r = considered[label_index]
+                n = sizes[label_index]
                 # The whole product is shuffled, qualifying or not, so the stream matches the reference.
-                if sent_id < by or sent_id not in either:
+                if sent_id < ready[label_index] or sent_id not in either[label_index]:
                     if n > 1:  # no pair can qualify here: draw what the shuffle draws
                         for m, k in _STEPS[n] if n < 257 else _steps(n):
                             while getrandbits(k) >= m:
                                 pass
                     continue
+                rel = relations[label_index]
+                h, t, r = rel.h, rel.t, rel.r
+                heads, tails = mentions[h], mentions[t]
                 label = relation_labels[r]
                 n_tails = len(tails)
                 for idx in shuffled_indices(pair_rng, n) if n > 1 else (0,):
