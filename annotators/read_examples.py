@@ -199,11 +199,14 @@ def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:
     return ReadPlan(doc.ref, words, groups, text, starts, _needed_queries(groups))
 
 
+_priority = operator.itemgetter(0)
+
+
 def _top_query(ranked: list[tuple[int, Query]]) -> Query | None:
     """The top-priority query as the reference sorts them: by priority, ties by the query's JSON text."""
-    if not ranked:
-        return None
-    best = min(p for p, _ in ranked)
+    if len(ranked) < 2:
+        return ranked[0][1] if ranked else None
+    best = min(map(_priority, ranked))
     tied = [q for p, q in ranked if p == best]
     return tied[0] if len(tied) == 1 else min(tied, key=_json_text)
 
@@ -229,7 +232,7 @@ def finish_reads(plan: ReadPlan, results: Mapping[Query, list[str]]) -> list[Rea
                     inc.append((src.query, res))
                     ranked.append((len(res) if res else EMPTY_RESULT_PRIORITY, src.query))
         included.append(inc)
-        top_query.append(ranked[0][1] if len(ranked) == 1 else _top_query(ranked))
+        top_query.append(_top_query(ranked))
 
     # Step 8: read points, de-duplicated by an identical top-priority query.
     kept: list[int] = []
