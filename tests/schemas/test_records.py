@@ -36,6 +36,7 @@ def test_write_rows_have_the_schema_columns_and_text():
         "label_index": 0,
     }
     assert rows[0]["id"] == "doc-7/w0003" and rows[0]["doc_index"] == 7
+    assert WriteExample(REF, 12345, "", "x").id == "doc-7/w12345"
     assert rows[0]["text"] == (
         "Lumen Vale is a novel .({USER_ST})Fenwick was born in Dunmore , Ireland .({USER_END})"
         "({MEM_WRITE-->Fenwick>>place of birth>>Dunmore;Dunmore>>country>>Ireland})"
@@ -60,6 +61,7 @@ def test_read_rows_have_the_schema_columns_and_text():
     )
     row = ex.to_row()
     assert list(row) == MEMORY_READ_SCHEMA.names
+    assert row["id"] == "doc-7/r0000"
     assert row["text"] == (
         "Fenwick was born in ({MEM_READ(Fenwick>>place of birth>>;>>capital of>>Ireland)-->Dunmore;Dublin})"
         "Dunmore , Ireland ."
