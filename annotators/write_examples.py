@@ -48,17 +48,20 @@ def reference_stream_seed(evidence: str, seed: int = REFERENCE_SEED) -> int | No
 def _selected_per_sentence(n_sents: int, evidences: list[list[int]]) -> list[list[int]]:
     """Label indices considered at each sentence, ascending: its evidence, or every sentence for empty
     evidence. (Run for every record of a file by the reader's serial pass: lists filled in label order
-    are already sorted, so sets are only built where an index may repeat or the always-set joins in.)"""
+    are already sorted, and a label repeated in one evidence list lands next to itself; the always-list
+    shares no label with them, so joining it is a merge. The lists may be shared: read them only.)"""
     selected: list[list[int]] = [[] for _ in range(n_sents)]
     always = []
     for i, evidence in enumerate(evidences):
         if not evidence:
             always.append(i)
         for ev in evidence:
-            selected[ev].append(i)
+            at = selected[ev]
+            if not at or at[-1] != i:
+                at.append(i)
     if always:
-        return [sorted(set(s).union(always)) for s in selected]
-    return [list(dict.fromkeys(s)) if len(s) > 1 else s for s in selected]
+        return [sorted(s + always) if s else always for s in selected]
+    return selected
 
 
 def _steps(n: int) -> tuple[tuple[int, int], ...]:

@@ -139,3 +139,18 @@ def test_inlined_shuffle_draws_exactly_like_random_shuffle():
         assert list(shuffled_indices(b, n)) == expected
         consume_shuffle(c, n)
         assert a.getstate() == b.getstate() == c.getstate()
+
+
+@pytest.mark.parametrize(
+    "evidences,expected",
+    [
+        # label 0 repeats sentence 1, label 3 repeats sentence 0, label 1 has no evidence: every sentence
+        ([[1, 0, 1], [], [2], [0, 0]], [[0, 1, 3], [0, 1], [1, 2]]),
+        ([[1, 0, 1], [2], [0, 0]], [[0, 2], [0], [1]]),
+        ([[], []], [[0, 1], [0, 1], [0, 1]]),
+    ],
+)
+def test_labels_selected_per_sentence_are_ascending_and_distinct(evidences, expected):
+    from annotators.write_examples import _selected_per_sentence
+
+    assert _selected_per_sentence(3, evidences) == expected
