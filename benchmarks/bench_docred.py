@@ -13,8 +13,8 @@ array, written record by record. Then, in one run:
 Both run --repeat times (default 3), in rounds (annotators, then each pipeline mode): the table shows the
 median of each, and the 2-worker target is checked on the median of the per-round ratios.
 The first line names the interpreter and its speed on a fixed pure-Python loop: the annotators are pure
-Python, so their rate follows the interpreter build (on one machine, within 15 minutes: 684 documents/s
-under a CPython built without PGO/LTO, 837 under the distribution's optimized build; benchmarks/README.md),
+Python, so their rate follows the interpreter build (on one machine, within 15 minutes: 746 documents/s
+under a CPython built without PGO/LTO, 976 under the distribution's optimized build; benchmarks/README.md),
 and figures compare only between runs with similar probe values.
 
 Run from the repository root:
