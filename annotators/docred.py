@@ -530,4 +530,4 @@ def _relation(i: int, label: object, n_entities: int, n_sents: int, relation_lab
         ev = _int(ev, f"{where}.evidence")
         if not 0 <= ev < n_sents:
             raise InvalidDocument(f"{where}.evidence contains {ev}, out of range (document has {n_sents} sentences)")
-    return Relation(h, t, r, list(evidence))
+    return Relation(h, t, r, evidence)  # the record's own list, as on the fast path

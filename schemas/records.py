@@ -180,14 +180,14 @@ class WriteExample:
         # Neither piece is ever empty (the context holds the USER markers, the call its brackets).
         return [
             {"text": api.render_write_context(self.pretext, self.focus), "label": False},
-            {"text": api.render_write_call([(t.head, t.relation, t.tail) for t in self.triples]), "label": True},
+            {"text": api.render_write_call([t.names for t in self.triples]), "label": True},
         ]
 
     def to_row(self) -> dict:
         segments = self.segments()
         row = self.doc.common(self.id)
         row["segments"] = segments
-        row["text"] = segments[0]["text"] + segments[1]["text"]
+        row["text"] = segments[0]["text"] + segments[1]["text"]  # `segments_text` of exactly two
         row["sent_id"] = self.sent_id
         row["pretext"] = self.pretext
         row["focus"] = self.focus
