@@ -80,7 +80,7 @@ def prepare_inputs(cfg: TrainConfig) -> tuple[Any, TokenizerInfo, data.PreparedD
     tokenizer = load_tokenizer(cfg.model)
     info = prepare_tokenizer(tokenizer)
     encoder = Encoder(tokenizer, info, cfg.task, cfg.masking, cfg.cutoff, cfg.max_triples)
-    with PartialState().main_process_first():
+    with PartialState(cpu=cfg.use_cpu).main_process_first():
         prepared = data.prepare(cfg, found, eval_name, encoder)
     return tokenizer, info, prepared
 
@@ -229,11 +229,15 @@ def export_tokenized(prepared: data.PreparedData, tokenizer: Any, out: Path) -> 
 def train(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
     """Run one training (or, with `export_tokenized`, only the data preparation). Returns the metrics."""
     from accelerate import PartialState
+    from transformers import set_seed
 
     # 1. Options and output directory.
     cfg = cfg.resolved()
     resume = find_resume_checkpoint(cfg)
-    state = PartialState()
+    # The first PartialState fixes the process group for the whole run (it is a singleton). Without
+    # `cpu=True`, torchrun processes on a machine without GPUs each see a world of one and plan the
+    # accumulation as if alone, while the Trainer still trains them as one data-parallel job.
+    state = PartialState(cpu=cfg.use_cpu)
 
     # 2. Shards and tokenizer checked, data tokenized and counted; the counts go out before training.
     tokenizer, info, prepared = prepare_inputs(cfg)
@@ -246,6 +250,9 @@ def train(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
 
     # 3. Model: base weights, embeddings fitted to the tokenizer, LoRA adapter.
     precision = resolve_precision(cfg.precision, cfg.use_cpu)
+    # Seeded before the model exists: the Trainer seeds only when it is built, after LoRA's A matrices (and
+    # any resized embedding rows) have been drawn, which made two runs with one seed train different adapters.
+    set_seed(cfg.seed)
     model = prepare_model(load_base_model(cfg, precision), cfg, info)
     cfg.output.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:
