@@ -1,14 +1,25 @@
 """Training throughput of `memllm train`, padded vs packed, side by side in one run.
 
 Runs the real trainer code (shards -> `prepare_inputs` -> `prepare_model` -> transformers `Trainer`) on
-synthetic memory-write shards with Re-DocRED-like lengths, once with right padding and once with padding-free
-packing, each in its own process so that peak memory is measured per variant. Prints per variant: optimizer
+synthetic memory-write shards with Re-DocRED-like lengths (or on real shards, `--data`), once with right
+padding and once with padding-free packing, each in its own process so that peak memory is measured per
+variant. Both variants train the same effective batch; the packed one may split it into larger micro batches
+(`--packed-micro-batch-size`), which padding makes costly and packing does not. Prints per variant: optimizer
 step time, tokens/s (all real tokens, and the trained ones), the share of padding computed, and peak memory
 (CUDA: max allocated; CPU: the process's peak RSS).
 
     python benchmarks/bench_trainer.py                          # CPU, tiny random Mistral, real tokenizer
-    python benchmarks/bench_trainer.py --device cuda --bf16 --mistral-7b-config --micro-batch-size 4
+    python benchmarks/bench_trainer.py --data OUT --micro-batch-size 3 --accumulation 4   # real shards
+    python benchmarks/bench_trainer.py --device cuda --bf16 --mistral-7b-config --micro-batch-size 3 \
+        --accumulation 32 --packed-micro-batch-size 12 --steps 3 --warmup 1 --data OUT  # MemLLM's batch 96
     python benchmarks/bench_trainer.py --model PATH --device cuda --bf16
+
+`--mistral-7b-config --layers N` keeps Mistral-7B's widths with N of its 32 layers (a smaller device, or a
+check of that code path on CPU, in fp32: on a CPU without bf16 units two steps of the 1-layer model had
+not finished after 16 minutes in bf16, and took 2 minutes in fp32).
+With SDPA or eager attention a packed micro batch is one row under a block-diagonal mask, so attention costs
+the square of the packed length: large `--packed-micro-batch-size` wants `--attn-implementation
+flash_attention_2` (sequence boundaries, no mask).
 
 The tokenizer is Mistral-7B-v0.1's, read from the `mistral-common` package data (or the `--model`'s own).
 Both variants see the same examples in the same order; their losses differ only by dropout noise.
@@ -17,6 +28,7 @@ Both variants see the same examples in the same order; their losses differ only 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import random
@@ -91,7 +103,7 @@ def build_model_dir(args: argparse.Namespace, work: Path) -> str:
 def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, queue: mp.Queue) -> None:
     """One variant in its own process: train `warmup + steps` optimizer steps and report the measured ones."""
     import torch
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback, set_seed
 
     from trainer.config import DataSource, TrainConfig
     from trainer.modeling import load_base_model, prepare_model
@@ -100,12 +112,13 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
     if args.threads:
         torch.set_num_threads(args.threads)
     total = args.warmup + args.steps
+    micro = args.packed_micro_batch_size if packing else args.micro_batch_size
     cfg = TrainConfig(
         data=[DataSource(data)],
-        task="write",
+        task=args.task,
         model=model_dir,
         output=Path(args.work) / f"out-{packing}",
-        micro_batch_size=args.micro_batch_size,
+        micro_batch_size=micro,
         batch_size=args.micro_batch_size * args.accumulation,
         max_steps=total,
         packing=packing,
@@ -124,12 +137,14 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
         optim=args.optim,
     ).resolved()
     tokenizer, info, prepared = prepare_inputs(cfg)
+    plan = plan_steps(cfg, prepared.train_examples, 1)
+    set_seed(cfg.seed)
     if args.mistral_7b_config:
         from transformers import AutoModelForCausalLM, MistralConfig
 
         with torch.device("cuda" if args.device == "cuda" else "cpu"):
             base = AutoModelForCausalLM.from_config(
-                MistralConfig(),
+                MistralConfig(**({"num_hidden_layers": args.layers} if args.layers else {})),
                 dtype=torch.bfloat16 if args.bf16 else None,
                 attn_implementation=args.attn_implementation,
             )
@@ -156,7 +171,7 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
         tokenizer,
         info,
         prepared,
-        plan_steps(cfg, prepared.train_examples, 1),
+        plan,
         cfg.precision,
         callbacks=[Timer()],
     )
@@ -173,7 +188,7 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    per_step = args.accumulation
+    per_step = plan.accumulation
     measured = counts[args.warmup * per_step : total * per_step]
     seconds = ends[total] - ends[args.warmup]
     if torch.cuda.is_available() and args.device == "cuda":
@@ -183,6 +198,9 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
     queue.put(
         {
             "variant": "packed" if packing else "padded",
+            "micro": f"{micro} x {plan.accumulation}",
+            "tokens": sum(c[1] for c in measured),  # real tokens of the measured steps
+            "trained": sum(c[2] for c in measured),
             "step_s": seconds / args.steps,
             "tokens_per_s": sum(c[1] for c in measured) / seconds,
             "trained_per_s": sum(c[2] for c in measured) / seconds,
@@ -202,8 +220,16 @@ def main() -> None:
     p.add_argument("--mistral-7b-config", action="store_true", help="Mistral-7B architecture, random weights")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--data", type=Path, help="pipeline output directory to train on (default: synthetic shards)")
+    p.add_argument("--task", choices=["write", "read"], default="write")
+    p.add_argument("--layers", type=int, help="with --mistral-7b-config: this many layers instead of 32")
     p.add_argument("--micro-batch-size", type=int, default=4)
     p.add_argument("--accumulation", type=int, default=2)
+    p.add_argument(
+        "--packed-micro-batch-size",
+        type=int,
+        help="the packed variant's micro batch (default: --micro-batch-size); the effective batch stays",
+    )
     p.add_argument("--steps", type=int, default=6, help="measured optimizer steps")
     p.add_argument("--warmup", type=int, default=2, help="optimizer steps before measuring")
     p.add_argument("--docs", type=int, default=60, help="synthetic documents (~7 write examples each)")
@@ -211,6 +237,7 @@ def main() -> None:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--attn-implementation", default="sdpa")
     p.add_argument("--optim", default="adamw_torch")
+    p.add_argument("--json", type=Path, help="also write the figures of both variants to this file")
     p.add_argument(
         "--threads",
         type=int,
@@ -220,12 +247,21 @@ def main() -> None:
     args = p.parse_args()
     if args.threads is None and args.device == "cpu":
         args.threads = 1
+    if args.packed_micro_batch_size is None:
+        args.packed_micro_batch_size = args.micro_batch_size
+    if (args.micro_batch_size * args.accumulation) % args.packed_micro_batch_size:
+        p.error("--packed-micro-batch-size must divide the effective batch (micro batch x accumulation)")
+    if args.task == "read" and not args.data:
+        p.error("--task read needs --data (the synthetic shards are memory-write)")
+    if args.data and not (args.data / f"memory_{args.task}").is_dir():
+        p.error(f"--data {args.data}: no memory_{args.task}/ shards there")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         args.work = tmp
-        data = Path(tmp) / "data"
-        synthetic_shards(data, args.docs)
+        data = args.data or Path(tmp) / "data"
+        if not args.data:
+            synthetic_shards(data, args.docs)
         model_dir = build_model_dir(args, Path(tmp))
         ctx = mp.get_context("spawn")  # a fresh process per variant: clean peak-memory figures
         results = []
@@ -238,22 +274,29 @@ def main() -> None:
                 sys.exit(f"bench_trainer: the {'packed' if packing else 'padded'} run failed")
             results.append(q.get())
     name = args.model or (
-        "Mistral-7B config, random weights" if args.mistral_7b_config else "tiny random Mistral"
+        f"Mistral-7B config{f' ({args.layers} of 32 layers)' if args.layers else ''}, random weights"
+        if args.mistral_7b_config
+        else "tiny random Mistral"
     )
     print(
         f"model: {name}; device {args.device}{' bf16' if args.bf16 else ''}"
         f"{f' ({args.threads} thread)' if args.threads else ''}; "
-        f"micro batch {args.micro_batch_size} x {args.accumulation} accumulation; "
+        f"effective batch {args.micro_batch_size * args.accumulation}; "
         f"{args.steps} measured steps after {args.warmup}; "
-        f"{results[0]['examples']} write examples, cutoff {args.cutoff}"
+        f"{results[0]['examples']} {args.task} examples ({args.data or 'synthetic'}), cutoff {args.cutoff}"
     )
-    print(f"{'variant':<8} {'step s':>8} {'tokens/s':>10} {'trained/s':>10} {'padding':>8} {'peak GiB':>9}")
+    print(
+        f"{'variant':<8} {'micro x acc':>11} {'step s':>8} {'tokens/s':>10} {'trained/s':>10} {'padding':>8} "
+        f"{'peak GiB':>9}"
+    )
     for r in results:
         print(
-            f"{r['variant']:<8} {r['step_s']:>8.3f} {r['tokens_per_s']:>10,.0f} {r['trained_per_s']:>10,.0f} "
-            f"{r['padding']:>8.1%} {r['peak_gib']:>9.2f}"
+            f"{r['variant']:<8} {r['micro']:>11} {r['step_s']:>8.3f} {r['tokens_per_s']:>10,.0f} "
+            f"{r['trained_per_s']:>10,.0f} {r['padding']:>8.1%} {r['peak_gib']:>9.2f}"
         )
     print(f"packed/padded throughput: {results[1]['tokens_per_s'] / results[0]['tokens_per_s']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

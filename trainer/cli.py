@@ -102,7 +102,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--precision", choices=PRECISIONS, default=d.precision)
     g.add_argument("--attn-implementation", default=None, help="eager, sdpa, flash_attention_2, ...")
-    g.add_argument("--packing", action="store_true", help="padding-free packing of each micro batch")
+    g.add_argument(
+        "--packing",
+        action="store_true",
+        help="padding-free packing of each micro batch into one row (with sdpa/eager, attention over the "
+        "row grows with its square: large micro batches want flash_attention_2)",
+    )
     g.add_argument("--gradient-checkpointing", action="store_true")
     g.add_argument("--cpu", dest="use_cpu", action="store_true", help="train on the CPU even with a GPU")
 

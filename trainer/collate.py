@@ -6,6 +6,9 @@ such position ids into a block-diagonal causal mask for eager and SDPA attention
 find_packed_sequence_indices`), and FlashAttention-2 reads the sequence boundaries from `cu_seq_lens_*`, so
 no example attends to another. The label of each example's first token is -100, so no example is trained to
 predict the next one; the per-token loss is the same as unpacked, without computing on padding.
+With eager and SDPA attention the mask is dense: a packed row costs attention over its whole length, so
+large packed micro batches want FlashAttention-2 (or `flex_attention`, which skips the masked blocks; on CPU
+it gives the padded loss too, after a minute of compiling).
 The model must run without a KV cache (`use_cache=False`, set by `modeling.prepare_model`): with a cache
 object transformers skips the packed-sequence detection and the examples attend to each other.
 """
