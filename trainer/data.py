@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch.utils.data
 
 from schemas.records import TABLE_SCHEMAS
 from trainer.config import DataSource, TrainConfig, TrainerInputError
@@ -174,6 +175,30 @@ def _count(ds: Any, stats: SourceStats) -> None:
         stats.tokens += pc.sum(t.column("n_tokens")).as_py() or 0  # skipped rows have 0 tokens
         stats.trained_tokens += pc.sum(t.column("n_trained")).as_py() or 0
     stats.kept = stats.rows - sum(stats.skipped.values())
+
+
+class WholeStream(torch.utils.data.IterableDataset):
+    """A streamed dataset that every process reads whole, each keeping its share of the examples.
+
+    accelerate splits a `datasets` stream of at least as many Parquet files as processes by file; files of
+    unequal length then leave one process out of batches while the others wait in a collective (measured:
+    gloo's size mismatch at the end of the first epoch). A plain torch stream is read whole by every process
+    and dealt out evenly (`IterableDatasetShard`): each optimizer step sees the examples one process would,
+    for the cost of tokenizing the stream once per process."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+
+    def __iter__(self):
+        return iter(self.ds)
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer reshuffles the stream every epoch
+        self.ds.set_epoch(epoch)
+
+
+def for_processes(ds: Any, processes: int) -> Any:
+    """The dataset to hand the Trainer when `processes` train together."""
+    return WholeStream(ds) if processes > 1 and is_streaming(ds) else ds
 
 
 def is_streaming(ds: Any) -> bool:

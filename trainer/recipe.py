@@ -159,6 +159,10 @@ def training_arguments(cfg: TrainConfig, plan: Plan, precision: str, has_eval: b
         label_names=["labels"],
         disable_tqdm=not cfg.progress,
         ddp_find_unused_parameters=False,
+        # Streaming data with several processes: accelerate's default has rank 0 read every batch and
+        # concatenate the processes' batches, which fails on micro batches padded to different widths (and
+        # on packed rows). Each process reads the stream itself instead (`data.WholeStream`).
+        accelerator_config={"dispatch_batches": False},
     )
 
 
@@ -191,8 +195,8 @@ def build_trainer(
     return Trainer(
         model=model,
         args=training_arguments(cfg, plan, precision, prepared.eval is not None),
-        train_dataset=prepared.train,
-        eval_dataset=prepared.eval,
+        train_dataset=data.for_processes(prepared.train, plan.processes),
+        eval_dataset=data.for_processes(prepared.eval, plan.processes),
         data_collator=make_collator(info.pad_id, cfg.packing, cfg.attn_implementation),
         processing_class=tokenizer,
         callbacks=[JsonLinesLogger(cfg.output / "metrics.jsonl"), *callbacks],

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -131,20 +132,26 @@ def test_a_seed_fixes_the_run(tmp_path, tiny_mistral, read_data):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, read_data):
+@pytest.mark.parametrize("options", [(), ("streaming", "packing")])
+def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, options):
     """`torchrun --nproc-per-node 2 -m trainer` (gloo on CPU) against one process with the same effective
     batch: each process takes half the micro batches, so the two runs see the same examples per optimizer
     step and must log the same losses and save the same adapter (tolerances: float sums in another order).
-    Dropout off: each process draws its own masks."""
-    kw = dict(task="read", max_steps=3, batch_size=4, seed=7, learning_rate=1e-2, warmup_ratio=0.0, use_cpu=True)
-    kw["lora_dropout"] = 0.0
-    one = train(config(tmp_path, tiny_mistral, read_data, out="one", micro_batch_size=2, **kw))
+    Dropout off: each process draws its own masks. Two shards of 12 and 11 examples and 7 steps of 4: the
+    first epoch ends in step 6, where one process deals the last 3 examples and two processes 4 (the
+    samplers even out the processes' last batches), so steps 1-5 must agree and every step must run
+    (streamed, the processes used to fall out of step there). Packed, each process packs its own batch."""
+    data = write_shards(tmp_path / "data", "memory_read", "train", read_examples(9, seed=3), n_shards=2)
+    assert sorted(pq.read_metadata(f).num_rows for f in (data / "memory_read").iterdir()) == [11, 12]
+    kw = dict(task="read", max_steps=7, batch_size=4, seed=7, learning_rate=1e-2, warmup_ratio=0.0, use_cpu=True)
+    kw.update(lora_dropout=0.0, save_every=5, **dict.fromkeys(options, True))
+    one = train(config(tmp_path, tiny_mistral, data, out="one", micro_batch_size=2, **kw))
     cli = [
-        "--data", str(read_data), "--task", "read", "--model", str(tiny_mistral), "--output", str(tmp_path / "two"),
-        "--cpu", "--batch-size", "4", "--micro-batch-size", "1", "--max-steps", "3", "--seed", "7",
+        "--data", str(data), "--task", "read", "--model", str(tiny_mistral), "--output", str(tmp_path / "two"),
+        "--cpu", "--batch-size", "4", "--micro-batch-size", "1", "--max-steps", "7", "--seed", "7",
         "--lr", "1e-2", "--warmup-ratio", "0", "--lora-dropout", "0", "--logging-steps", "1", "--eval-split", "none",
-        "--save-every", "1000", "--no-progress", "--report-to", "none", "--cache-dir", str(tmp_path / "cache2"),
-    ]  # fmt: skip
+        "--save-every", "5", "--no-progress", "--report-to", "none", "--cache-dir", str(tmp_path / "cache2"),
+    ] + [f"--{option}" for option in options]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     done = subprocess.run([*launcher, "-m", "trainer", *cli], env=env, capture_output=True, text=True, timeout=300)
@@ -152,15 +159,14 @@ def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, read_data):
     assert done.stderr.count("memllm train:") == 1  # the counts are reported once, by rank 0
     plan = json.loads((tmp_path / "two" / "train_config.json").read_text())["derived"]["plan"]
     assert (plan["processes"], plan["accumulation"], plan["effective_batch"]) == (2, 2, 4)
-    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
-    expected = losses(one)
-    assert sorted(losses(two)) == sorted(expected) == [1, 2, 3]
-    for step, loss in losses(two).items():
-        assert loss == pytest.approx(expected[step], rel=1e-5)
-    assert expected[3] < expected[1]  # the steps moved the weights: equal losses are not equal inits only
-    a, b = adapter(tmp_path / "one"), adapter(tmp_path / "two")
-    # Adam moves each weight by up to lr = 1e-2 per step; the runs differ by float noise (measured < 4e-6),
-    # another seed or other examples per step by ~1e-2 to 1e-1.
+    two, expected = losses(json.loads((tmp_path / "two" / "metrics.json").read_text())), losses(one)
+    assert sorted(two) == sorted(expected) == list(range(1, 8))
+    for step in range(1, 6):
+        assert two[step] == pytest.approx(expected[step], rel=1e-5), step
+    assert expected[5] < expected[1]  # the steps moved the weights: equal losses are not equal inits only
+    # Adam moves each weight by up to lr = 1e-2 per step; the runs differ by float noise (measured < 4e-6
+    # after 3 steps), another seed or other examples per step by ~1e-2 to 1e-1.
+    a, b = (adapter(tmp_path / run / "checkpoint-5") for run in ("one", "two"))
     assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 5e-5
 
 
