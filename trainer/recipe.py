@@ -249,7 +249,8 @@ def train(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
     if state.is_main_process:
         report(cfg, prepared, plan, info)
     if cfg.export_tokenized:
-        export_tokenized(prepared, tokenizer, Path(cfg.export_tokenized))
+        if state.is_main_process:  # under torchrun the other processes would write the same files
+            export_tokenized(prepared, tokenizer, Path(cfg.export_tokenized))
         return {"data": prepared.summary()}
 
     # 3. Model: base weights, embeddings fitted to the tokenizer, LoRA adapter.

@@ -161,6 +161,8 @@ def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, options):
     assert (plan["processes"], plan["accumulation"], plan["effective_batch"]) == (2, 2, 4)
     two, expected = losses(json.loads((tmp_path / "two" / "metrics.json").read_text())), losses(one)
     assert sorted(two) == sorted(expected) == list(range(1, 8))
+    logged = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss" in r] == list(range(1, 8))  # one writer
     for step in range(1, 6):
         assert two[step] == pytest.approx(expected[step], rel=1e-5), step
     assert expected[5] < expected[1]  # the steps moved the weights: equal losses are not equal inits only
