@@ -22,6 +22,7 @@ examples end with a trained EOS, and sequences longer than the cutoff are trunca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,9 @@ def load_tokenizer(model: str) -> Any:
     """`AutoTokenizer.from_pretrained(model)`, with a one-line error when there is none."""
     from transformers import AutoTokenizer
 
+    if model.startswith(("/", ".")) and not Path(model).is_dir():
+        # A path, not a hub id: say so instead of relaying the hub client's complaint about repo ids.
+        raise TrainerInputError(f"--model {model}: no such directory")
     try:
         try:
             tokenizer = AutoTokenizer.from_pretrained(model)

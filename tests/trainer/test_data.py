@@ -80,6 +80,14 @@ def test_model_without_tokenizer(capsys, write_data, tiny_mistral, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing started
 
 
+def test_model_path_that_does_not_exist(capsys, write_data, tmp_path):
+    missing = str(tmp_path / "no-model")
+    code, err = run_cli(
+        capsys, "--data", str(write_data), "--task", "write", "--model", missing, "--output", str(tmp_path / "o")
+    )
+    assert_one_line_error(code, err, f"--model {missing}: no such directory")
+
+
 def test_checkpoints_without_resume(capsys, write_data, tiny_mistral, tmp_path):
     (tmp_path / "o" / "checkpoint-3").mkdir(parents=True)
     code, err = run_cli(
