@@ -276,7 +276,7 @@ def train(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
     # 4. Train; evaluate once more at the end when there is eval data.
     trainer = build_trainer(cfg, model, tokenizer, info, prepared, plan, precision, callbacks)
     result = trainer.train(resume_from_checkpoint=resume)
-    eval_metrics = trainer.evaluate() if prepared.eval is not None else {}
+    eval_metrics = final_evaluation(trainer) if prepared.eval is not None else {}
 
     # 5. Save the adapter, the tokenizer and the metrics.
     trainer.save_model(str(cfg.output))
@@ -289,6 +289,15 @@ def train(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
     if state.is_main_process:
         write_json(cfg.output / "metrics.json", metrics)
     return metrics
+
+
+def final_evaluation(trainer: Any) -> dict:
+    """The eval metrics of the final weights: the last step's evaluation when `--eval-every` ran one there
+    (an eval pass can take as long as many training steps), else a new one."""
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if evals and evals[-1].get("step") == trainer.state.global_step:
+        return {k: v for k, v in evals[-1].items() if k != "step"}
+    return trainer.evaluate()
 
 
 def _versions() -> dict[str, str]:

@@ -212,6 +212,9 @@ def test_training_options_run(tmp_path, tiny_mistral, write_data, options):
         )
     )
     assert len(losses(m)) == 2 and m["eval"]["eval_loss"] > 0
+    # The step-2 evaluation is the final one: not run a second time at the end.
+    assert [h["step"] for h in m["log_history"] if "eval_loss" in h] == [2]
+    assert m["eval"]["eval_loss"] == m["log_history"][-2]["eval_loss"]
 
 
 @pytest.mark.slow
