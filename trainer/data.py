@@ -197,8 +197,18 @@ class WholeStream(torch.utils.data.IterableDataset):
 
 
 def for_processes(ds: Any, processes: int) -> Any:
-    """The dataset to hand the Trainer when `processes` train together."""
+    """The training dataset to hand the Trainer when `processes` train together."""
     return WholeStream(ds) if processes > 1 and is_streaming(ds) else ds
+
+
+def eval_for_processes(ds: Any, processes: int) -> Any:
+    """The eval dataset for `processes`: a streamed one is read into memory first. The samplers even out
+    the processes' last batches with copies, which evaluation drops only when it knows the set's length."""
+    if ds is None or processes == 1 or not is_streaming(ds):
+        return ds
+    from datasets import Dataset
+
+    return Dataset.from_list(list(ds), features=ds.features)
 
 
 def is_streaming(ds: Any) -> bool:

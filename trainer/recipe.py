@@ -2,9 +2,10 @@
 
 Everything that can be wrong with the input (data, tokenizer, options, output directory) fails in steps 1-2,
 before a single weight is loaded, and the data counts (kept, skipped, truncated, tokens, steps) are printed
-before training starts. Training is transformers' `Trainer`: it brings gradient accumulation, evaluation,
-checkpoints and resume, mixed precision, and multi-GPU through `torchrun` / `accelerate launch` (each process
-runs this same recipe; `main_process_first` lets rank 0 tokenize and the others reuse its cache).
+before training starts. Training is transformers' `Trainer` (with the eval step of `trainer.evaluation`): it
+brings gradient accumulation, evaluation, checkpoints and resume, mixed precision, and multi-GPU through
+`torchrun` / `accelerate launch` (each process runs this same recipe; `main_process_first` lets rank 0
+tokenize and the others reuse its cache).
 
 Output directory: `adapter_model.safetensors` + `adapter_config.json` (the LoRA adapter), the tokenizer files,
 `train_config.json` (the resolved configuration and what it derived), `metrics.json` / `metrics.jsonl`,
@@ -24,6 +25,7 @@ from typing import Any
 from trainer import data
 from trainer.collate import make_collator
 from trainer.config import TrainConfig, TrainerInputError
+from trainer.evaluation import eval_metrics, make_trainer_class
 from trainer.metrics import JsonLinesLogger, default_report_to, write_json
 from trainer.modeling import count_parameters, load_base_model, prepare_model, resolve_precision
 from trainer.tokenization import Encoder, TokenizerInfo, load_tokenizer, prepare_tokenizer
@@ -190,15 +192,14 @@ def build_trainer(
     precision: str,
     callbacks: Sequence[Any] = (),
 ) -> Any:
-    from transformers import Trainer
-
-    return Trainer(
+    return make_trainer_class()(
         model=model,
         args=training_arguments(cfg, plan, precision, prepared.eval is not None),
         train_dataset=data.for_processes(prepared.train, plan.processes),
-        eval_dataset=data.for_processes(prepared.eval, plan.processes),
+        eval_dataset=data.eval_for_processes(prepared.eval, plan.processes),
         data_collator=make_collator(info.pad_id, cfg.packing, cfg.attn_implementation),
         processing_class=tokenizer,
+        compute_metrics=eval_metrics,
         callbacks=[JsonLinesLogger(cfg.output / "metrics.jsonl"), *callbacks],
     )
 

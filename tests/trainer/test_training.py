@@ -140,16 +140,21 @@ def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, options):
     Dropout off: each process draws its own masks. Two shards of 12 and 11 examples and 7 steps of 4: the
     first epoch ends in step 6, where one process deals the last 3 examples and two processes 4 (the
     samplers even out the processes' last batches), so steps 1-5 must agree and every step must run
-    (streamed, the processes used to fall out of step there). Packed, each process packs its own batch."""
+    (streamed, the processes used to fall out of step there). Packed, each process packs its own batch.
+    The validation split has an odd number of examples: its evaluation after step 5 must agree too (the
+    sampler's copy on the second process used to bias transformers' eval_loss)."""
     data = write_shards(tmp_path / "data", "memory_read", "train", read_examples(9, seed=3), n_shards=2)
-    assert sorted(pq.read_metadata(f).num_rows for f in (data / "memory_read").iterdir()) == [11, 12]
+    write_shards(data, "memory_read", "validation", read_examples(2, seed=6, split="validation"))
+    shards = {f.name: pq.read_metadata(f).num_rows for f in (data / "memory_read").iterdir()}
+    assert sorted(n for name, n in shards.items() if name.startswith("train")) == [11, 12]
+    assert shards["validation-00000-of-00001.parquet"] % 2 == 1
     kw = dict(task="read", max_steps=7, batch_size=4, seed=7, learning_rate=1e-2, warmup_ratio=0.0, use_cpu=True)
-    kw.update(lora_dropout=0.0, save_every=5, **dict.fromkeys(options, True))
+    kw.update(lora_dropout=0.0, save_every=5, eval_every=5, eval_split=None, **dict.fromkeys(options, True))
     one = train(config(tmp_path, tiny_mistral, data, out="one", micro_batch_size=2, **kw))
     cli = [
         "--data", str(data), "--task", "read", "--model", str(tiny_mistral), "--output", str(tmp_path / "two"),
         "--cpu", "--batch-size", "4", "--micro-batch-size", "1", "--max-steps", "7", "--seed", "7",
-        "--lr", "1e-2", "--warmup-ratio", "0", "--lora-dropout", "0", "--logging-steps", "1", "--eval-split", "none",
+        "--lr", "1e-2", "--warmup-ratio", "0", "--lora-dropout", "0", "--logging-steps", "1", "--eval-every", "5",
         "--save-every", "5", "--no-progress", "--report-to", "none", "--cache-dir", str(tmp_path / "cache2"),
     ] + [f"--{option}" for option in options]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -159,13 +164,17 @@ def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, options):
     assert done.stderr.count("memllm train:") == 1  # the counts are reported once, by rank 0
     plan = json.loads((tmp_path / "two" / "train_config.json").read_text())["derived"]["plan"]
     assert (plan["processes"], plan["accumulation"], plan["effective_batch"]) == (2, 2, 4)
-    two, expected = losses(json.loads((tmp_path / "two" / "metrics.json").read_text())), losses(one)
+    two_metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    two, expected = losses(two_metrics), losses(one)
     assert sorted(two) == sorted(expected) == list(range(1, 8))
     logged = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "loss" in r] == list(range(1, 8))  # one writer
     for step in range(1, 6):
         assert two[step] == pytest.approx(expected[step], rel=1e-5), step
     assert expected[5] < expected[1]  # the steps moved the weights: equal losses are not equal inits only
+    eval_one, eval_two = ({h["step"]: h for h in m["log_history"] if "eval_loss" in h} for m in (one, two_metrics))
+    assert eval_two[5]["eval_loss"] == pytest.approx(eval_one[5]["eval_loss"], rel=1e-5)
+    assert eval_two[5]["eval_tokens"] == eval_one[5]["eval_tokens"] > 0
     # Adam moves each weight by up to lr = 1e-2 per step; the runs differ by float noise (measured < 4e-6
     # after 3 steps), another seed or other examples per step by ~1e-2 to 1e-1.
     a, b = (adapter(tmp_path / run / "checkpoint-5") for run in ("one", "two"))
