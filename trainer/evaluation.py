@@ -55,7 +55,8 @@ def make_trainer_class() -> type:
             with torch.no_grad(), self.compute_loss_context_manager():
                 logits = model(**inputs).logits
             sums, counts = nll_per_example(logits, labels, inputs.get("position_ids"))
-            # One row per example, so that the loop drops the sampler's copies example by example.
+            # Whatever `prediction_loss_only` says: the loss is `eval_metrics` of these sums. One row per
+            # example, so that the loop drops the sampler's copies example by example.
             return None, sums[:, None].detach(), counts[:, None]
 
     return MemllmTrainer

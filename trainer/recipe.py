@@ -274,17 +274,17 @@ def train(cfg: TrainConfig, callbacks: Sequence[Any] = ()) -> dict:
         if not resume:  # a resumed run appends to its log; a new one starts it
             (cfg.output / "metrics.jsonl").unlink(missing_ok=True)
 
-    # 4. Train; evaluate once more at the end when there is eval data.
+    # 4. Train; evaluate the final weights when there is eval data.
     trainer = build_trainer(cfg, model, tokenizer, info, prepared, plan, precision, callbacks)
     result = trainer.train(resume_from_checkpoint=resume)
-    eval_metrics = final_evaluation(trainer) if prepared.eval is not None else {}
+    final_eval = final_evaluation(trainer) if prepared.eval is not None else {}
 
     # 5. Save the adapter, the tokenizer and the metrics.
     trainer.save_model(str(cfg.output))
     metrics = {
         "data": prepared.summary(),
         "train": result.metrics,
-        "eval": eval_metrics,
+        "eval": final_eval,
         "log_history": trainer.state.log_history,
     }
     if state.is_main_process:
