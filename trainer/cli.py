@@ -194,10 +194,24 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         train(config_from_args(args))
+        code = 0
     except TrainerInputError as e:
         print(f"memllm train: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        code = 2
+    leave_process_group(wait=code == 0)
+    return code
+
+
+def leave_process_group(wait: bool) -> None:
+    """Under torchrun, leave the process group before the process exits. Exiting with gloo's threads still
+    up aborted a process in CI once ("terminate called without an active exception", SIGABRT) after the
+    run had trained and saved everything, failing the launch."""
+    dist = sys.modules.get("torch.distributed")  # not imported: no group to leave
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
