@@ -195,16 +195,17 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    computed, real, trained = (sum(column) for column in zip(*measured))  # of the measured steps
     queue.put(
         {
             "variant": "packed" if packing else "padded",
             "micro": f"{micro} x {plan.accumulation}",
-            "tokens": sum(c[1] for c in measured),  # real tokens of the measured steps
-            "trained": sum(c[2] for c in measured),
+            "tokens": real,
+            "trained": trained,
             "step_s": seconds / args.steps,
-            "tokens_per_s": sum(c[1] for c in measured) / seconds,
-            "trained_per_s": sum(c[2] for c in measured) / seconds,
-            "padding": 1 - sum(c[1] for c in measured) / max(1, sum(c[0] for c in measured)),
+            "tokens_per_s": real / seconds,
+            "trained_per_s": trained / seconds,
+            "padding": 1 - real / max(1, computed),
             "peak_gib": peak,
             "loss": trainer.state.log_history[-1].get("train_loss"),
             "examples": prepared.train_examples,

@@ -11,6 +11,7 @@ eval set, the same for any batch size, process count, padding or packing (and `e
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,9 @@ def nll_per_example(
     return sums, counts
 
 
+@functools.cache
 def make_trainer_class() -> type:
-    """transformers' `Trainer` with the eval step above (built lazily: transformers loads slowly)."""
+    """transformers' `Trainer` with the eval step above (built once, lazily: transformers loads slowly)."""
     from transformers import Trainer
 
     class MemllmTrainer(Trainer):
