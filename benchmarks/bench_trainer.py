@@ -217,7 +217,10 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--model", help="model directory or hub id (default: a tiny random Mistral)")
+    p.add_argument(
+        "--model",
+        help="model directory or hub id (default: a tiny random Mistral); with --mistral-7b-config, its tokenizer",
+    )
     p.add_argument("--mistral-7b-config", action="store_true", help="Mistral-7B architecture, random weights")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--bf16", action="store_true")
@@ -274,10 +277,10 @@ def main() -> None:
             if proc.exitcode != 0:
                 sys.exit(f"bench_trainer: the {'packed' if packing else 'padded'} run failed")
             results.append(q.get())
-    name = args.model or (
+    name = (
         f"Mistral-7B config{f' ({args.layers} of 32 layers)' if args.layers else ''}, random weights"
         if args.mistral_7b_config
-        else "tiny random Mistral"
+        else args.model or "tiny random Mistral"
     )
     print(
         f"model: {name}; device {args.device}{' bf16' if args.bf16 else ''}"
