@@ -6,7 +6,7 @@
 #   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 \
 #                -t REGISTRY/memllm-worker:0.1.0-cu128 .                              # CUDA torch (GPU workers)
 #
-# Not built in this project's sandbox (no access to Docker Hub); see docs/running-at-scale.md.
+# Not built in CI (CI has no container engine and no access to Docker Hub); see docs/running-at-scale.md.
 # Keep the versions in step with setup.py: the SDK image tag must equal the apache-beam version the
 # job is launched with, and pyarrow 24-25 / numpy < 2.5 / protobuf < 7 must hold together.
 
@@ -25,6 +25,7 @@ ARG SPACY_MODEL=https://github.com/explosion/spacy-models/releases/download/en_c
 
 WORKDIR /opt/memllm
 COPY setup.py README.md ./
+COPY memllm ./memllm
 COPY schemas ./schemas
 COPY annotators ./annotators
 COPY memory ./memory
@@ -35,7 +36,7 @@ COPY trainer ./trainer
 RUN pip install --no-cache-dir "apache-beam==$(python -c 'import apache_beam; print(apache_beam.__version__)')" \
         ".[wikipedia,memory,dask]" "${SPACY_MODEL}" \
     && pip check
-RUN python -c "import pipeline.cli, pipeline.dask_runner, annotators.nlp, torch, transformers, spacy; \
+RUN python -c "import memllm.pipeline.cli, memllm.pipeline.dask_runner, memllm.annotators.nlp, torch, transformers, spacy; \
 print('memllm worker image: torch', torch.__version__, 'cuda', torch.version.cuda)"
 
 # The SDK image's entrypoint (/opt/apache/beam/boot) stays: it starts the Beam SDK harness.

@@ -6,6 +6,14 @@ the relation-label table) travels with it.
 
 from setuptools import find_packages, setup
 
+# The repository keeps one top-level folder per part; installed, each lives under the one name `memllm`
+# (`memllm.pipeline`, ...), since generic top-level names collide with other distributions.
+PARTS = ["schemas", "annotators", "memory", "pipeline", "trainer"]
+PACKAGES = ["memllm"] + [
+    f"memllm.{name}" for part in PARTS for name in [part, *(f"{part}.{sub}" for sub in find_packages(part))]
+]
+PACKAGE_DIR = {"memllm": "memllm", **{f"memllm.{part}": part for part in PARTS}}
+
 # Pins that must hold together (see DESIGN.md "Beam: runners and IO"): pyarrow 24-25, numpy < 2.5,
 # protobuf < 7. Never Beam's [torch]/[transformers]/[ml-cpu]/[dill]/[dataframe] extras.
 BASE = [
@@ -28,6 +36,8 @@ EXTRAS["test"] = sorted(
     {d for deps in EXTRAS.values() for d in deps}
     | {
         "pytest>=8",
+        "setuptools>=70.1",  # tests/test_packaging.py builds the wheel offline
+        "wheel",
         "ruff",
         "psutil",
         "sentencepiece",
@@ -43,11 +53,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["schemas", "schemas.*", "annotators", "annotators.*", "memory",
-                                    "memory.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]),
-    package_data={"annotators": ["data/*.json"], "pipeline": ["sample/*.json", "sample/*.jsonl"]},
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={"memllm.annotators": ["data/*.json"], "memllm.pipeline": ["sample/*.json", "sample/*.jsonl"]},
     include_package_data=True,
     install_requires=BASE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["memllm=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["memllm=memllm.pipeline.cli:main"]},
 )

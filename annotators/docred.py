@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import IO
 
 import orjson
-
-from schemas.document import Document, Entity, Mention, Relation
+from memllm.schemas.document import Document, Entity, Mention, Relation
 
 _DECODER = json.JSONDecoder()
 _WS = " \t\n\r"
@@ -366,7 +365,7 @@ def index_file(
     It decodes every record, so it costs about one full parse of the file; it cannot be split, as the
     stream at a record depends on every record before it. With `seed` None (a run that does not follow the
     reference's stream, `reference_stream_seed`) nothing is replayed and every chunk's `rng_state` is None."""
-    from annotators.write_examples import advance_reference_rng, reference_rng  # (write_examples: no cycle)
+    from memllm.annotators.write_examples import advance_reference_rng, reference_rng  # (write_examples: no cycle)
 
     rng = reference_rng(seed) if seed is not None else None
     index = 0

@@ -21,7 +21,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from schemas.document import Document, Relation
+from memllm.schemas.document import Document, Relation
 
 EVIDENCE_MODES = ("keep", "heuristic")
 

@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 
-from annotators.docred import InputFormatError, InvalidDocument, Record, parse_document, scan_json_records
-from annotators.evidence import heuristic_judge, judge_scores, validation_set
-from annotators.evidence_llm import (
+from memllm.annotators.docred import InputFormatError, InvalidDocument, Record, parse_document, scan_json_records
+from memllm.annotators.evidence import heuristic_judge, judge_scores, validation_set
+from memllm.annotators.evidence_llm import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_JUDGE_MODEL,
     DEFAULT_MAX_NEW_TOKENS,
@@ -26,7 +26,7 @@ from annotators.evidence_llm import (
     check_judge_model,
     judge_all,
 )
-from annotators.relation_labels import property_labels
+from memllm.annotators.relation_labels import property_labels
 
 JUDGES = ("heuristic", "llm")
 

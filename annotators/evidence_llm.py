@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from schemas.document import Document, Mention
+from memllm.schemas.document import Document, Mention
 
 DEFAULT_JUDGE_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"  # the paper's judge
 DEFAULT_MAX_NEW_TOKENS = 256  # the reference's max_tokens

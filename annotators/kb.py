@@ -21,8 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import pyarrow as pa
-
-from annotators.wikidata import WikidataEntity
+from memllm.annotators.wikidata import WikidataEntity
 
 KB_ENTITY_SCHEMA = pa.schema([("id", pa.string()), ("label", pa.string()), ("aliases", pa.list_(pa.string()))])
 KB_FACT_SCHEMA = pa.schema([("subject", pa.string()), ("property", pa.string()), ("object", pa.string())])

@@ -33,10 +33,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from memllm.annotators.dates import find_dates
+from memllm.annotators.kb import KnowledgeBase, alias_key, is_time_key
 from rapidfuzz import fuzz, process
-
-from annotators.dates import find_dates
-from annotators.kb import KnowledgeBase, alias_key, is_time_key
 
 # spaCy OntoNotes labels → DocRED entity types.
 NER_TYPES = {

@@ -27,11 +27,11 @@ import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from memory.base import Q_THR, Memory
-from memory.exact import query_key
-from schemas.api import MAX_QUERIES, Query
-from schemas.document import Document
-from schemas.records import DocRef, ReadExample
+from memllm.memory.base import Q_THR, Memory
+from memllm.memory.exact import query_key
+from memllm.schemas.api import MAX_QUERIES, Query
+from memllm.schemas.document import Document
+from memllm.schemas.records import DocRef, ReadExample
 
 HEAD, TAIL = "HEAD", "TAIL"  # which argument of the relation the target is
 EMPTY_RESULT_PRIORITY = 5
@@ -125,9 +125,7 @@ class ReadPlan:
 
 
 def _needed_queries(groups: list[TargetGroup]) -> list[Query]:
-    return list(
-        dict.fromkeys(src.query for g in groups if not g.in_pretext for src in g.sources if not src.skipped)
-    )
+    return list(dict.fromkeys(src.query for g in groups if not g.in_pretext for src in g.sources if not src.skipped))
 
 
 def plan_reads(doc: Document, relation_labels: Mapping[str, str]) -> ReadPlan:

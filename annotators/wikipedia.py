@@ -25,12 +25,12 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from annotators.articles import SECTIONS, article_text, chunk_sentences
-from annotators.kb import KnowledgeBase, alias_key
-from annotators.linking import Linker, LinkingConfig, SpanMention
-from annotators.nlp import load_nlp
-from schemas.article import Article
-from schemas.document import Document, Entity, Mention, Relation
+from memllm.annotators.articles import SECTIONS, article_text, chunk_sentences
+from memllm.annotators.kb import KnowledgeBase, alias_key
+from memllm.annotators.linking import Linker, LinkingConfig, SpanMention
+from memllm.annotators.nlp import load_nlp
+from memllm.schemas.article import Article
+from memllm.schemas.document import Document, Entity, Mention, Relation
 
 __all__ = ["AnnotationConfig", "Article", "ArticleError", "WikipediaAnnotator", "load_nlp"]
 

@@ -25,8 +25,8 @@ import operator
 import random
 from collections.abc import Iterator, Mapping, Sequence
 
-from schemas.document import Document
-from schemas.records import WriteExample, WriteTriple
+from memllm.schemas.document import Document
+from memllm.schemas.records import WriteExample, WriteTriple
 
 REFERENCE_SEED = 42
 

@@ -25,8 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_docred import DEFAULT_INPUT, MiB, bench_pipeline, scratch_dir  # noqa: E402
-
-from annotators.docred import Record, scan_json_records  # noqa: E402
+from memllm.annotators.docred import Record, scan_json_records  # noqa: E402
 
 HEURISTIC = ["--evidence", "heuristic"]
 MODES = {

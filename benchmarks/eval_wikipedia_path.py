@@ -33,12 +33,11 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from annotators.articles import article_text
-from annotators.kb import KnowledgeBase, alias_key
-from annotators.wikidata import parse_dump_line, time_key
-from annotators.wikipedia import AnnotationConfig, WikipediaAnnotator, load_nlp
-from schemas.article import Article
+from memllm.annotators.articles import article_text
+from memllm.annotators.kb import KnowledgeBase, alias_key
+from memllm.annotators.wikidata import parse_dump_line, time_key
+from memllm.annotators.wikipedia import AnnotationConfig, WikipediaAnnotator, load_nlp
+from memllm.schemas.article import Article
 
 ROOT = Path(__file__).resolve().parent.parent
 PRONOUNS = frozenset("he she it they him her them his hers its their theirs himself herself itself themselves".split())

@@ -1,14 +1,14 @@
 """The explicit memory: the query interface, the exact-match memory and the embedding memory.
 
 `ExactMemory` needs nothing beyond the standard library; `EmbeddingMemory` (SQLite tables + faiss indexes +
-an embedder) is imported lazily, so `import memory` does not pull faiss or torch.
+an embedder) is imported lazily, so `import memllm.memory` does not pull faiss or torch.
 """
 
-from memory.base import Q_THR, RESULT_LIMIT, Memory
-from memory.errors import MemoryUsageError
-from memory.exact import ExactMemory
-from memory.presets import PRESETS, Thresholds, get_preset
-from memory.store import TripleStore
+from memllm.memory.base import Q_THR, RESULT_LIMIT, Memory
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.exact import ExactMemory
+from memllm.memory.presets import PRESETS, Thresholds, get_preset
+from memllm.memory.store import TripleStore
 
 __all__ = [
     "PRESETS",
@@ -28,7 +28,7 @@ __all__ = [
 def __getattr__(name: str):
     # lazy: `EmbeddingMemory` imports numpy and (when used) faiss; the exact path must stay light
     if name in ("EmbeddingMemory", "Hit"):
-        from memory import embedding_memory
+        from memllm.memory import embedding_memory
 
         return getattr(embedding_memory, name)
-    raise AttributeError(f"module 'memory' has no attribute {name!r}")
+    raise AttributeError(f"module 'memllm.memory' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from schemas.api import Query
+from memllm.schemas.api import Query
 
 Q_THR = 30  # the paper's Q_thr: a query with more results than this is unspecific (method doc §2.2)
 RESULT_LIMIT = Q_THR + 1

@@ -4,7 +4,7 @@
 sets `func`, which returns the exit code (`sys.exit(args.func(args))`). A user's mistake (missing file,
 malformed query, another embedder's memory) prints one line to stderr and returns 2, without a traceback:
 `func` handles `MemoryUsageError` itself, so the caller needs no try/except.
-`python -m memory.cli ...` runs the group on its own.
+`python -m memllm.memory.cli ...` runs the group on its own.
 
 What it doesn't do: Beam (the pipeline builds memories at scale), serve queries over the network.
 """
@@ -20,13 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from memory.embedding import CONTRIEVER, Embedder, HashingEmbedder, TransformerEmbedder
-from memory.embedding_memory import DB_FILE, EmbeddingMemory
-from memory.errors import MemoryUsageError
-from memory.presets import DEFAULT_PRESET, PRESETS, get_preset
-from memory.sources import input_triples, relation_labels
-from memory.store import TripleStore
-from schemas.api import APIParseError, parse_query
+from memllm.memory.embedding import CONTRIEVER, Embedder, HashingEmbedder, TransformerEmbedder
+from memllm.memory.embedding_memory import DB_FILE, EmbeddingMemory
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.presets import DEFAULT_PRESET, PRESETS, get_preset
+from memllm.memory.sources import input_triples, relation_labels
+from memllm.memory.store import TripleStore
+from memllm.schemas.api import APIParseError, parse_query
 
 HASHING = "hashing"  # --embedding-model value for the model-free test embedder
 
@@ -76,9 +76,7 @@ def add_memory_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     build.set_defaults(func=_guarded(_build))
 
     query = commands.add_parser("query", parents=[common, model], help="answer queries in the API syntax")
-    query.add_argument(
-        "queries", nargs="+", metavar="QUERY", help="'subject>>relation>>' or '>>relation>>object'"
-    )
+    query.add_argument("queries", nargs="+", metavar="QUERY", help="'subject>>relation>>' or '>>relation>>object'")
     query.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -184,7 +182,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `memory` group as a program of its own (`python -m memory.cli`)."""
+    """The `memory` group as a program of its own (`python -m memllm.memory.cli`)."""
     parser = argparse.ArgumentParser(prog="memllm")
     add_memory_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

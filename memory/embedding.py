@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from memory.errors import MemoryUsageError
+from memllm.memory.errors import MemoryUsageError
 
 CONTRIEVER = "facebook/contriever-msmarco"
 MAX_LENGTH = 128  # the reference truncates to 128 tokens when generating data and filling the memory
@@ -50,9 +49,7 @@ def fingerprint(embedder: Embedder) -> list[float]:
 def same_embedder(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether two fingerprints come from the same model: cosine ≥ 0.999 (tolerates CPU/GPU/BLAS noise)."""
     va, vb = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return (
-        va.shape == vb.shape and float(va @ vb) / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12) >= 0.999
-    )
+    return va.shape == vb.shape and float(va @ vb) / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12) >= 0.999
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -153,8 +150,7 @@ class CachedEmbedder:
             vectors = self.inner.embed(missing)
             if vectors.shape != (len(missing), self.dim):
                 raise MemoryUsageError(
-                    f"embedder {self.name} returned shape {vectors.shape}, "
-                    f"expected ({len(missing)}, {self.dim})"
+                    f"embedder {self.name} returned shape {vectors.shape}, expected ({len(missing)}, {self.dim})"
                 )
             self.calls += len(missing)
             self._cache.update(zip(missing, vectors))

@@ -30,14 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from memory.base import RESULT_LIMIT
-from memory.embedding import CachedEmbedder, Embedder, fingerprint, same_embedder
-from memory.errors import MemoryUsageError
-from memory.index import VectorIndex
-from memory.presets import DEFAULT_PRESET, EXACT_SCORE, Thresholds, get_preset
-from memory.store import AddResult, NewRows, TripleStore, WriteMode
-from schemas.api import APIParseError, Query, parse_query
+from memllm.memory.base import RESULT_LIMIT
+from memllm.memory.embedding import CachedEmbedder, Embedder, fingerprint, same_embedder
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.index import VectorIndex
+from memllm.memory.presets import DEFAULT_PRESET, EXACT_SCORE, Thresholds, get_preset
+from memllm.memory.store import AddResult, NewRows, TripleStore, WriteMode
+from memllm.schemas.api import APIParseError, Query, parse_query
 
 log = logging.getLogger(__name__)
 
@@ -264,9 +263,7 @@ class EmbeddingMemory:
         """Identical strings on both sides: the same rows as the general path, in one SQL statement."""
         rows = self.store.exact_rows(q.known, q.relation, q.is_tail_query, RESULT_LIMIT)
         hits = [
-            Hit(0.0, tid, q.known, q.relation, other)
-            if q.is_tail_query
-            else Hit(0.0, tid, other, q.relation, q.known)
+            Hit(0.0, tid, q.known, q.relation, other) if q.is_tail_query else Hit(0.0, tid, other, q.relation, q.known)
             for tid, other in rows
             if tid not in excluded  # after the LIMIT, as in the general path
         ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from memory.base import RESULT_LIMIT
-from schemas.api import Query
+from memllm.memory.base import RESULT_LIMIT
+from memllm.schemas.api import Query
 
 TAIL, HEAD = "tail", "head"  # which side of the triple the query asks for
 

@@ -43,8 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-
-from memory.errors import MemoryUsageError
+from memllm.memory.errors import MemoryUsageError
 
 M, EF_CONSTRUCTION, EF_SEARCH = 20, 200, 300  # the reference's hnswlib settings (method doc §2.1)
 FIRST_K, FIRST_EF = 16, 32  # the adaptive first pass (see the module docstring)
@@ -123,9 +122,7 @@ class VectorIndex:
         """The stored vectors of these labels (all must exist)."""
         return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
-    def search(
-        self, vectors: np.ndarray, k: int, radius: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, radius: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosine distances), each (n, k'), nearest first; label -1 pads missing neighbours.
 
         With `radius`, only neighbours at distance < radius are needed, and the search is adaptive (see
@@ -138,9 +135,7 @@ class VectorIndex:
         with _threads_for(len(vectors)):
             return self._search_adaptive(vectors, k, radius)
 
-    def _search_adaptive(
-        self, vectors: np.ndarray, k: int, radius: float | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_adaptive(self, vectors: np.ndarray, k: int, radius: float | None) -> tuple[np.ndarray, np.ndarray]:
         if len(self) <= EXACT_BELOW:
             return self._brute_force(vectors, k)
         if radius is None or k <= FIRST_K:
@@ -182,9 +177,7 @@ class VectorIndex:
         except RuntimeError as e:
             raise MemoryUsageError(f"cannot read vector index {path}: {str(e).splitlines()[-1]}") from None
         if index.d != dim:
-            raise MemoryUsageError(
-                f"vector index {path} holds {index.d}-d vectors, the embedder gives {dim}-d"
-            )
+            raise MemoryUsageError(f"vector index {path} holds {index.d}-d vectors, the embedder gives {dim}-d")
         self = cls.__new__(cls)
         self._wrap(index, ef_search)
         return self

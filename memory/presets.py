@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memory.errors import MemoryUsageError
+from memllm.memory.errors import MemoryUsageError
 
 EXACT_SCORE = 0.001  # the reference's exact-match cut: entity and relation strings (nearly) identical
 K_E = 300  # entity neighbours examined per query (hnswlib kNN k in the reference)

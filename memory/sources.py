@@ -14,8 +14,8 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from memory.errors import MemoryUsageError
-from memory.store import Triple
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.store import Triple
 
 # the relation-label table ships with the package (setup.py package_data), beside this package
 LABELS_FILE = Path(__file__).resolve().parent.parent / "annotators" / "data" / "property_labels_en.json"
@@ -70,9 +70,7 @@ def docred_triples(path: str | Path, labels: Mapping[str, str] | None = None) ->
         try:
             triples = list(_document_triples(doc, labels))
         except (KeyError, IndexError, TypeError) as e:
-            raise MemoryUsageError(
-                f"{path}: document {n} is not in DocRED format ({type(e).__name__}: {e})"
-            ) from None
+            raise MemoryUsageError(f"{path}: document {n} is not in DocRED format ({type(e).__name__}: {e})") from None
         yield from triples
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from memory.errors import MemoryUsageError
+from memllm.memory.errors import MemoryUsageError
 
 WriteMode = Literal["insert", "overwrite"]
 Triple = tuple[str, str, str]
@@ -110,12 +110,8 @@ class TripleStore:
             return result
         self._db.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first INSERT
         try:
-            ent, result.new_entities = self._ensure(
-                "entities", "entity", [x for h, _, t in batch for x in (h, t)]
-            )
-            rel, result.new_relations = self._ensure(
-                "relation_types", "relation_type", [r for _, r, _ in batch]
-            )
+            ent, result.new_entities = self._ensure("entities", "entity", [x for h, _, t in batch for x in (h, t)])
+            rel, result.new_relations = self._ensure("relation_types", "relation_type", [r for _, r, _ in batch])
             rows = list(dict.fromkeys((ent[h], rel[r], ent[t]) for h, r, t in batch))
             if mode == "overwrite":
                 result.deleted_ids = self._delete_conflicts(rows)
@@ -212,9 +208,7 @@ class TripleStore:
             out.update(self._db.execute(sql, part))
         return out
 
-    def rows_for_pair(
-        self, entity_id: int, relation_id: int, tail_query: bool, limit: int
-    ) -> list[tuple[int, int]]:
+    def rows_for_pair(self, entity_id: int, relation_id: int, tail_query: bool, limit: int) -> list[tuple[int, int]]:
         """(triple id, id of the unknown side) of up to `limit` triples with this known entity and relation.
 
         A tail query `(s, r, ?)` matches the subject; a head query `(?, r, o)` matches the object. Like the
@@ -269,14 +263,10 @@ class TripleStore:
         for part in _chunks(list(ids)):
             yield from self._db.execute(sql + f" WHERE t.id IN ({','.join('?' * len(part))})", part)
 
-    def rows_after(
-        self, table: Literal["entities", "relation_types"], after_id: int
-    ) -> list[tuple[int, str]]:
+    def rows_after(self, table: Literal["entities", "relation_types"], after_id: int) -> list[tuple[int, str]]:
         """(id, string) of the rows with id > after_id, in id order (to bring a vector index up to date)."""
         column = "entity" if table == "entities" else "relation_type"
-        return self._db.execute(
-            f"SELECT id, {column} FROM {table} WHERE id > ? ORDER BY id", (after_id,)
-        ).fetchall()
+        return self._db.execute(f"SELECT id, {column} FROM {table} WHERE id > ? ORDER BY id", (after_id,)).fetchall()
 
     def max_id(self, table: Literal["entities", "relation_types"]) -> int:
         return self._db.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]

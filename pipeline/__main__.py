@@ -1,7 +1,7 @@
-"""`python -m pipeline ...` runs the same as `memllm generate ...`."""
+"""`python -m memllm.pipeline ...` runs the same as `memllm generate ...`."""
 
 import sys
 
-from pipeline.cli import main
+from memllm.pipeline.cli import main
 
 sys.exit(main(["generate", *sys.argv[1:]]))

@@ -28,8 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
-
-from schemas.document import Document
+from memllm.schemas.document import Document
 
 _gc_lock = threading.Lock()
 _gc_pauses = 0  # open pauses in this process (bundles run concurrently on some workers)

@@ -9,7 +9,7 @@ import json
 import platform
 from importlib import metadata
 
-from schemas.records import TABLE_SCHEMAS
+from memllm.schemas.records import TABLE_SCHEMAS
 
 VERSIONS_OF = ("memllm", "apache-beam", "pyarrow")
 

@@ -12,15 +12,15 @@ import logging
 import sys
 from importlib import resources
 
-from annotators.evidence_eval import add_judge_arguments, judge_options_error
-from annotators.evidence_llm import DEFAULT_JUDGE_MODEL
-from annotators.write_examples import reference_stream_seed
-from memory.embedding import CONTRIEVER
-from memory.errors import MemoryUsageError
-from memory.presets import DEFAULT_PRESET, PRESETS
-from pipeline import index_ahead
-from pipeline.errors import InputError
-from pipeline.runners import check_runner_options, runner_given
+from memllm.annotators.evidence_eval import add_judge_arguments, judge_options_error
+from memllm.annotators.evidence_llm import DEFAULT_JUDGE_MODEL
+from memllm.annotators.write_examples import reference_stream_seed
+from memllm.memory.embedding import CONTRIEVER
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.presets import DEFAULT_PRESET, PRESETS
+from memllm.pipeline import index_ahead
+from memllm.pipeline.errors import InputError
+from memllm.pipeline.runners import check_runner_options, runner_given
 
 SAMPLE = "sample_docred.json"
 WIKIPEDIA_SAMPLE = "sample_wikipedia.jsonl"  # with its knowledge base, in the Wikidata dump format:
@@ -31,7 +31,7 @@ DEFAULT_RUNNER = "FnApiRunner"
 
 
 def sample_path(name: str = SAMPLE) -> str:
-    return str(resources.files("pipeline") / "sample" / name)
+    return str(resources.files("memllm.pipeline") / "sample" / name)
 
 
 def _beam_option_parser() -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def _beam_option_parser() -> argparse.ArgumentParser:
 
 def check_beam_args(args: list[str]) -> list[str]:
     """Refuse options Beam does not know (Beam itself would only log and ignore them)."""
-    from pipeline.runners import register_runner_options
+    from memllm.pipeline.runners import register_runner_options
 
     register_runner_options(args)  # the Dask options are declared only once Beam's dask runner is imported
     _, unknown = _beam_option_parser().parse_known_args(args)
@@ -185,7 +185,7 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _generate(args: argparse.Namespace, beam_args: list[str], inputs: list[str], ahead) -> int:
-    from pipeline.generate import GenerateConfig, run, summary_table
+    from memllm.pipeline.generate import GenerateConfig, run, summary_table
 
     wikipedia = args.source == "wikipedia"
     cfg = GenerateConfig(
@@ -222,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
     adders = (
-        ("trainer.cli", "add_train_parser"),
-        ("memory.cli", "add_memory_parser"),
-        ("annotators.evidence_eval", "add_evidence_eval_parser"),
+        ("memllm.trainer.cli", "add_train_parser"),
+        ("memllm.memory.cli", "add_memory_parser"),
+        ("memllm.annotators.evidence_eval", "add_evidence_eval_parser"),
     )
     for module, adder in adders:
         try:

@@ -13,8 +13,7 @@ from collections import Counter
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
-
-from pipeline.batches import pause_gc, resume_gc
+from memllm.pipeline.batches import pause_gc, resume_gc
 
 COUNTS = "counts"
 DEAD = "dead"

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-
-from annotators.docred import (
+from memllm.annotators.docred import (
     CHUNK_BYTES,
     CHUNK_DOCS,
     ChunkSpan,
@@ -36,12 +35,12 @@ from annotators.docred import (
     parse_document,
     scan_json_records,
 )
-from annotators.relation_labels import property_labels
-from annotators.write_examples import reference_shuffle_sizes
-from pipeline import index_ahead
-from pipeline.batches import DocumentBatch
-from pipeline.counting import COUNTS, DEAD, CountingDoFn
-from pipeline.errors import InputError
+from memllm.annotators.relation_labels import property_labels
+from memllm.annotators.write_examples import reference_shuffle_sizes
+from memllm.pipeline import index_ahead
+from memllm.pipeline.batches import DocumentBatch
+from memllm.pipeline.counting import COUNTS, DEAD, CountingDoFn
+from memllm.pipeline.errors import InputError
 
 log = logging.getLogger("memllm")
 

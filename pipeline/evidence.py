@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
-
-from annotators.evidence_llm import (
+from memllm.annotators.evidence_llm import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SEED,
@@ -25,11 +24,11 @@ from annotators.evidence_llm import (
     TransformersJudge,
     judge_documents,
 )
-from annotators.relation_labels import property_labels
-from pipeline.batches import DocumentBatch
-from pipeline.counting import COUNTS, CountingDoFn
-from pipeline.resume import ChunkCache, run_or_replay
-from schemas.document import Document
+from memllm.annotators.relation_labels import property_labels
+from memllm.pipeline.batches import DocumentBatch
+from memllm.pipeline.counting import COUNTS, CountingDoFn
+from memllm.pipeline.resume import ChunkCache, run_or_replay
+from memllm.schemas.document import Document
 
 EVIDENCE = "evidence"
 

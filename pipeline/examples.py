@@ -31,17 +31,16 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-
-from annotators.evidence import assign_evidence
-from annotators.read_examples import ReadPlan, finish_reads, is_skipped, plan_reads
-from annotators.relation_labels import property_labels
-from annotators.write_examples import build_write_examples, consume_shuffle, skip_document
-from memory.base import RESULT_LIMIT
-from memory.exact import HEAD, TAIL
-from pipeline.batches import DocumentBatch, Rows, runs_without_gc
-from pipeline.counting import COUNTS, DEAD, CountingDoFn
-from schemas.api import Query
-from schemas.document import Document
+from memllm.annotators.evidence import assign_evidence
+from memllm.annotators.read_examples import ReadPlan, finish_reads, is_skipped, plan_reads
+from memllm.annotators.relation_labels import property_labels
+from memllm.annotators.write_examples import build_write_examples, consume_shuffle, skip_document
+from memllm.memory.base import RESULT_LIMIT
+from memllm.memory.exact import HEAD, TAIL
+from memllm.pipeline.batches import DocumentBatch, Rows, runs_without_gc
+from memllm.pipeline.counting import COUNTS, DEAD, CountingDoFn
+from memllm.schemas.api import Query
+from memllm.schemas.document import Document
 
 BYTES_PER_MEMORY_BUCKET = 4 << 20  # of DocRED-format input: ~40k (key, answer) pairs
 MIN_MEMORY_BUCKETS, MAX_MEMORY_BUCKETS = 8, 1 << 16

@@ -17,24 +17,29 @@ from dataclasses import dataclass, field
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-from annotators.evidence_llm import DEFAULT_BATCH_SIZE, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
-from annotators.write_examples import reference_stream_seed
-from memory.embedding import CONTRIEVER
-from memory.presets import DEFAULT_PRESET
-from pipeline import index_ahead
-from pipeline.batches import Rows
-from pipeline.card import render_card
-from pipeline.counting import COUNTS
-from pipeline.docred_source import InputFile, ReadDocRED, match_inputs
-from pipeline.errors import InputError
-from pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
-from pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
-from pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
-from pipeline.resume import fingerprint
-from pipeline.resume import prepare as prepare_resume
-from pipeline.sinks import SPILL_DIR, WriteShards, WriteStats, clear_spill
-from schemas.records import DOCUMENTS_SCHEMA, ERRORS_SCHEMA, EVIDENCE_SCHEMA, MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
+from memllm.annotators.evidence_llm import DEFAULT_BATCH_SIZE, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
+from memllm.annotators.write_examples import reference_stream_seed
+from memllm.memory.embedding import CONTRIEVER
+from memllm.memory.presets import DEFAULT_PRESET
+from memllm.pipeline import index_ahead
+from memllm.pipeline.batches import Rows
+from memllm.pipeline.card import render_card
+from memllm.pipeline.counting import COUNTS
+from memllm.pipeline.docred_source import InputFile, ReadDocRED, match_inputs
+from memllm.pipeline.errors import InputError
+from memllm.pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
+from memllm.pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
+from memllm.pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
+from memllm.pipeline.resume import fingerprint
+from memllm.pipeline.resume import prepare as prepare_resume
+from memllm.pipeline.sinks import SPILL_DIR, WriteShards, WriteStats, clear_spill
+from memllm.schemas.records import (
+    DOCUMENTS_SCHEMA,
+    ERRORS_SCHEMA,
+    EVIDENCE_SCHEMA,
+    MEMORY_READ_SCHEMA,
+    MEMORY_WRITE_SCHEMA,
+)
 
 log = logging.getLogger("memllm")
 
@@ -82,8 +87,8 @@ def build_pipeline(
     ahead_dir: str | None = None,
 ) -> None:
     if cfg.source == "wikipedia":
-        from annotators.wikipedia import AnnotationConfig
-        from pipeline.wikipedia_source import ReadWikipedia
+        from memllm.annotators.wikipedia import AnnotationConfig
+        from memllm.pipeline.wikipedia_source import ReadWikipedia
 
         config = AnnotationConfig(sections=cfg.sections)
         batches, read_dead, read_counts = p | "ReadWikipedia" >> ReadWikipedia(files, kb_dir, config, resume_dir)
@@ -169,7 +174,7 @@ def clear_previous_output(out: str) -> None:
 def resolve_kb(cfg: GenerateConfig) -> str:
     """The KB directory of a Wikipedia run: `--kb` itself, or OUT/kb built from the dump `--kb` names
     (kept, and reused by a later run given the same dump)."""
-    from pipeline.kb_source import DOCRED_PROPERTIES, build_kb, built_from, dump_marker, is_dump, is_kb_dir
+    from memllm.pipeline.kb_source import DOCRED_PROPERTIES, build_kb, built_from, dump_marker, is_dump, is_kb_dir
 
     if cfg.kb is None:
         raise InputError("--source wikipedia needs --kb (a Wikidata JSON dump, or a KB directory built from one)")
@@ -202,7 +207,7 @@ def run(cfg: GenerateConfig, command: str | None = None, ahead: index_ahead.Help
     caller closes it). Without one, a local DocRED-format run starts its own here."""
     kb_dir = None
     if cfg.source == "wikipedia":
-        from pipeline.wikipedia_source import match_article_inputs
+        from memllm.pipeline.wikipedia_source import match_article_inputs
 
         files = match_article_inputs(cfg.inputs, cfg.split, cfg.dataset or "wikipedia")
         if cfg.memory == "embedding":

@@ -33,7 +33,7 @@ try:
 except ImportError:  # not POSIX: the Index step indexes the files itself
     fcntl = None
 
-from annotators.docred import (
+from memllm.annotators.docred import (
     CHUNK_BYTES,
     CHUNK_DOCS,
     ChunkSpan,
@@ -42,7 +42,7 @@ from annotators.docred import (
     detect_format,
     index_file,
 )
-from pipeline.runners import LOCAL_RUNNERS, runner_kind
+from memllm.pipeline.runners import LOCAL_RUNNERS, runner_kind
 
 REQUEST, LOCK, LOG = "request.json", "lock", "helper.log"
 
@@ -111,7 +111,7 @@ def start(
         fcntl.flock(fd, fcntl.LOCK_EX)
         with open(os.path.join(directory, LOG), "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.index_ahead", directory, str(fd)],
+                [sys.executable, "-m", "memllm.pipeline.index_ahead", directory, str(fd)],
                 pass_fds=(fd,),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -24,12 +24,11 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-
-from annotators.kb import KB_ENTITY_SCHEMA, KB_FACT_SCHEMA, KnowledgeBase
-from annotators.wikidata import DOCRED_PROPERTIES, DumpLineError, parse_dump_line
-from pipeline.counting import COUNTS, DEAD, CountingDoFn
-from pipeline.sinks import WriteShards, WriteStats
-from schemas.records import ERRORS_SCHEMA
+from memllm.annotators.kb import KB_ENTITY_SCHEMA, KB_FACT_SCHEMA, KnowledgeBase
+from memllm.annotators.wikidata import DOCRED_PROPERTIES, DumpLineError, parse_dump_line
+from memllm.pipeline.counting import COUNTS, DEAD, CountingDoFn
+from memllm.pipeline.sinks import WriteShards, WriteStats
+from memllm.schemas.records import ERRORS_SCHEMA
 
 log = logging.getLogger("memllm")
 
@@ -138,8 +137,7 @@ class BuildKB(beam.PTransform):
 def build_kb(dump: str, kb_dir: str, beam_args: list[str], properties=DOCRED_PROPERTIES) -> dict:
     """Run `BuildKB` as a pipeline of its own (the examples pipeline needs the finished tables)."""
     from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline.sinks import clear_spill
+    from memllm.pipeline.sinks import clear_spill
 
     clear_spill(kb_dir, KB_TABLES)
     for table in KB_TABLES:

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-
-from annotators.docred import InvalidDocument, Record, scan_json_records
-from annotators.read_examples import gold_triples
-from annotators.relation_labels import property_labels
-from pipeline.batches import DocumentBatch, Rows
-from pipeline.counting import COUNTS, DEAD
-from pipeline.docred_source import InputFile, _document
-from pipeline.examples import ReadExamplesFn
+from memllm.annotators.docred import InvalidDocument, Record, scan_json_records
+from memllm.annotators.read_examples import gold_triples
+from memllm.annotators.relation_labels import property_labels
+from memllm.pipeline.batches import DocumentBatch, Rows
+from memllm.pipeline.counting import COUNTS, DEAD
+from memllm.pipeline.docred_source import InputFile, _document
+from memllm.pipeline.examples import ReadExamplesFn
 
 log = logging.getLogger("memllm")
 
@@ -39,9 +38,8 @@ BUILD_BATCH = 50_000  # triples per memory transaction
 
 def load_embedder(model: str, device: str = "cpu"):
     """The embedder of `--embedding-model`: a transformers encoder directory or hub id."""
+    from memllm.memory.embedding import TransformerEmbedder
     from transformers.utils import logging as hf_logging
-
-    from memory.embedding import TransformerEmbedder
 
     hf_logging.disable_progress_bar()
     return TransformerEmbedder(model, device=device)
@@ -62,7 +60,7 @@ def input_gold_triples(files: Iterable[InputFile]) -> Iterator[tuple[str, str, s
 
 def ensure_embedding_memory(path: str, files: list[InputFile], model: str) -> dict:
     """Open the memory at `path`, or build it there from the inputs' gold triples; return its counts."""
-    from memory.embedding_memory import DB_FILE, EmbeddingMemory
+    from memllm.memory.embedding_memory import DB_FILE, EmbeddingMemory
 
     existing = (Path(path) / DB_FILE).is_file()
     with EmbeddingMemory(path, load_embedder(model)) as memory:
@@ -84,7 +82,7 @@ class ReadWithMemoryFn(ReadExamplesFn):
         self.memory = None
 
     def setup(self) -> None:
-        from memory.embedding_memory import EmbeddingMemory
+        from memllm.memory.embedding_memory import EmbeddingMemory
 
         self.memory = EmbeddingMemory(self.memory_path, load_embedder(self.model), self.preset, create=False)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from pipeline.errors import InputError
+from memllm.pipeline.errors import InputError
 
-DASK_RUNNER = "pipeline.dask_runner.DaskRunner"
+DASK_RUNNER = "memllm.pipeline.dask_runner.DaskRunner"
 RUNNER_ALIASES = {
     "DaskRunner": DASK_RUNNER,
     "apache_beam.runners.dask.dask_runner.DaskRunner": DASK_RUNNER,

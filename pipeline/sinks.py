@@ -30,9 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-
-from pipeline.batches import runs_without_gc
-from pipeline.counting import COUNTS
+from memllm.pipeline.batches import runs_without_gc
+from memllm.pipeline.counting import COUNTS
 
 log = logging.getLogger("memllm")
 

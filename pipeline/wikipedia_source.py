@@ -24,16 +24,15 @@ from dataclasses import dataclass
 import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-
-from annotators.docred import Record, scan_json_records
-from annotators.wikipedia import AnnotationConfig, ArticleError, WikipediaAnnotator, load_nlp
-from pipeline.batches import DocumentBatch
-from pipeline.counting import COUNTS, DEAD, CountingDoFn
-from pipeline.docred_source import InputFile, json_format, match_inputs
-from pipeline.errors import InputError
-from pipeline.kb_source import shared_kb
-from pipeline.resume import ChunkCache, run_or_replay
-from schemas.article import Article
+from memllm.annotators.docred import Record, scan_json_records
+from memllm.annotators.wikipedia import AnnotationConfig, ArticleError, WikipediaAnnotator, load_nlp
+from memllm.pipeline.batches import DocumentBatch
+from memllm.pipeline.counting import COUNTS, DEAD, CountingDoFn
+from memllm.pipeline.docred_source import InputFile, json_format, match_inputs
+from memllm.pipeline.errors import InputError
+from memllm.pipeline.kb_source import shared_kb
+from memllm.pipeline.resume import ChunkCache, run_or_replay
+from memllm.schemas.article import Article
 
 log = logging.getLogger("memllm")
 

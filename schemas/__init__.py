@@ -1,8 +1,8 @@
 """Data contracts: documents, example records, pyarrow schemas and the MemLLM API strings (pyarrow only)."""
 
-from schemas.api import Query
-from schemas.document import Document, Entity, Mention, Relation
-from schemas.records import (
+from memllm.schemas.api import Query
+from memllm.schemas.document import Document, Entity, Mention, Relation
+from memllm.schemas.records import (
     DOCUMENTS_SCHEMA,
     MEMORY_READ_SCHEMA,
     MEMORY_WRITE_SCHEMA,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.records import DocRef
+from memllm.schemas.records import DocRef
 
 
 @dataclass(slots=True)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-
-from schemas import api
+from memllm.schemas import api
 
 # --- pyarrow schemas ---------------------------------------------------------------------------------
 

@@ -25,20 +25,20 @@ def shared_file(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def labels():
-    from annotators.relation_labels import property_labels
+    from memllm.annotators.relation_labels import property_labels
 
     return property_labels()
 
 
 @pytest.fixture(scope="session")
 def sample_path() -> Path:
-    from pipeline.cli import sample_path
+    from memllm.pipeline.cli import sample_path
 
     return Path(sample_path())
 
 
 def load_documents(path: Path, labels, split: str = "validation", source: str = "redocred"):
-    from annotators.docred import parse_document, scan_json_records
+    from memllm.annotators.docred import parse_document, scan_json_records
 
     with open(path, "rb") as f:
         return [
@@ -66,15 +66,15 @@ def dev_docs(labels):
 
 def gold_memory(docs, labels):
     """The exact-match memory the golden data was made with: every gold triple, every mention-name pair."""
-    from annotators.read_examples import gold_triples
-    from memory.exact import ExactMemory
+    from memllm.annotators.read_examples import gold_triples
+    from memllm.memory.exact import ExactMemory
 
     return ExactMemory(t for d in docs for t in gold_triples(d, labels))
 
 
 def reference_write_examples(docs, labels):
     """Memory-write examples with the reference's seeded stream carried through the file in order."""
-    from annotators.write_examples import build_write_examples
+    from memllm.annotators.write_examples import build_write_examples
 
     rng = random.Random(42)
     return [ex for d in docs for ex in build_write_examples(d, labels, rng=rng)]
@@ -136,7 +136,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def nlp():
     """The spaCy pipeline of the Wikipedia annotators (skips without the model package)."""
-    from annotators.nlp import ModelNotFound, load_nlp
+    from memllm.annotators.nlp import ModelNotFound, load_nlp
 
     try:
         return load_nlp()

@@ -7,7 +7,7 @@ top to bottom), `cli` (`memllm train`), and `formats` (conversions for TRL and a
 package is cheap: torch and transformers load only when a run starts.
 """
 
-from trainer.cli import add_train_parser, run_train
-from trainer.config import DataSource, TrainConfig, TrainerInputError
+from memllm.trainer.cli import add_train_parser, run_train
+from memllm.trainer.config import DataSource, TrainConfig, TrainerInputError
 
 __all__ = ["DataSource", "TrainConfig", "TrainerInputError", "add_train_parser", "run_train"]

@@ -1,8 +1,8 @@
-"""`python -m trainer ...` = `memllm train ...`; also what `torchrun -m trainer` and
-`accelerate launch -m trainer` run on every process."""
+"""`python -m memllm.trainer ...` = `memllm train ...`; also what `torchrun -m memllm.trainer` and
+`accelerate launch -m memllm.trainer` run on every process."""
 
 import sys
 
-from trainer.cli import main
+from memllm.trainer.cli import main
 
 sys.exit(main())

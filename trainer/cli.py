@@ -1,11 +1,11 @@
-"""`memllm train` (and `python -m trainer`): argparse front end of `trainer.recipe.train`.
+"""`memllm train` (and `python -m memllm.trainer`): argparse front end of `trainer.recipe.train`.
 
     memllm train --data OUT [--data OUT2:2 ...] --task write|read --model PATH_OR_ID --output DIR [options]
 
 `add_train_parser(subparsers)` registers the subcommand on the `memllm` parser; its handler returns the exit
 code: 0, or 2 with a one-line `memllm train: error: ...` for bad input (`TrainerInputError`), the same code
-argparse uses for bad options. Multi-GPU: `torchrun --nproc-per-node N -m trainer ...` or
-`accelerate launch -m trainer ...`.
+argparse uses for bad options. Multi-GPU: `torchrun --nproc-per-node N -m memllm.trainer ...` or
+`accelerate launch -m memllm.trainer ...`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainer.config import (
+from memllm.trainer.config import (
     LORA_TARGETS,
     MASKING_POLICIES,
     PRECISIONS,
@@ -38,9 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="pipeline output (or table) directory; repeat to mix, RATE oversamples (e.g. DIR:2)",
     )
     req.add_argument("--task", required=True, choices=TASKS)
-    req.add_argument(
-        "--model", required=True, metavar="PATH_OR_ID", help="base causal LM (local dir or hub id)"
-    )
+    req.add_argument("--model", required=True, metavar="PATH_OR_ID", help="base causal LM (local dir or hub id)")
     req.add_argument("--output", required=True, type=Path, metavar="DIR")
 
     g = p.add_argument_group("data")
@@ -51,22 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="segments: the shards' labels; reference: the reference code's rule (method doc 6.1/6.3)",
     )
     g.add_argument("--cutoff", type=int, default=d.cutoff, help="max tokens per example, left truncation")
-    g.add_argument(
-        "--max-triples", type=int, default=d.max_triples, help="drop write examples with >= N triples"
-    )
+    g.add_argument("--max-triples", type=int, default=d.max_triples, help="drop write examples with >= N triples")
     g.add_argument("--train-split", default=d.train_split)
-    g.add_argument(
-        "--eval-split", default=None, help="default: validation or dev when present; 'none' for none"
-    )
+    g.add_argument("--eval-split", default=None, help="default: validation or dev when present; 'none' for none")
     g.add_argument(
         "--eval-fraction",
         type=float,
         default=d.eval_fraction,
         help="without an eval split, hold out this fraction of the training documents",
     )
-    g.add_argument(
-        "--streaming", action="store_true", help="stream the shards instead of caching them as Arrow"
-    )
+    g.add_argument("--streaming", action="store_true", help="stream the shards instead of caching them as Arrow")
     g.add_argument("--num-proc", type=int, default=None, help="processes for tokenization")
     g.add_argument("--cache-dir", default=None, help="datasets cache directory")
     g.add_argument(
@@ -97,9 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="effective batch (all processes)")
     g.add_argument("--micro-batch-size", type=int, default=d.micro_batch_size, help="per device and step")
     g.add_argument("--eval-batch-size", type=int, default=None)
-    g.add_argument(
-        "--optim", default=d.optim, help="a transformers optimizer name (adamw_torch_fused on GPUs)"
-    )
+    g.add_argument("--optim", default=d.optim, help="a transformers optimizer name (adamw_torch_fused on GPUs)")
     g.add_argument("--precision", choices=PRECISIONS, default=d.precision)
     g.add_argument("--attn-implementation", default=None, help="eager, sdpa, flash_attention_2, ...")
     g.add_argument(
@@ -112,12 +102,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpu", dest="use_cpu", action="store_true", help="train on the CPU even with a GPU")
 
     g = p.add_argument_group("run")
-    g.add_argument(
-        "--eval-every", type=float, default=d.eval_every, help="steps, or a fraction (< 1) of them"
-    )
-    g.add_argument(
-        "--save-every", type=float, default=d.save_every, help="steps, or a fraction (< 1) of them"
-    )
+    g.add_argument("--eval-every", type=float, default=d.eval_every, help="steps, or a fraction (< 1) of them")
+    g.add_argument("--save-every", type=float, default=d.save_every, help="steps, or a fraction (< 1) of them")
     g.add_argument("--save-total-limit", type=int, default=None, help="keep only the last N checkpoints")
     g.add_argument("--logging-steps", type=float, default=d.logging_steps)
     g.add_argument("--seed", type=int, default=d.seed)
@@ -139,9 +125,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    report_to = (
-        None if args.report_to is None else [x for x in args.report_to.split(",") if x and x != "none"]
-    )
+    report_to = None if args.report_to is None else [x for x in args.report_to.split(",") if x and x != "none"]
     return TrainConfig(
         data=[DataSource.parse(s) for s in args.data],
         task=args.task,
@@ -190,7 +174,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """The subcommand handler: train, or print a one-line error and return 2 for bad input."""
-    from trainer.recipe import train
+    from memllm.trainer.recipe import train
 
     try:
         train(config_from_args(args))
@@ -223,7 +207,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m trainer ...`: the same options as `memllm train`."""
+    """`python -m memllm.trainer ...`: the same options as `memllm train`."""
     p = argparse.ArgumentParser(prog="memllm train", description=DESCRIPTION)
     add_arguments(p)
     return run_train(p.parse_args(argv))

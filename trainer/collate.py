@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-
-from trainer.tokenization import IGNORE
+from memllm.trainer.tokenization import IGNORE
 
 
 @dataclass
@@ -52,6 +51,4 @@ def make_collator(pad_id: int, packing: bool, attn_implementation: str | None) -
     from transformers import DataCollatorWithFlattening
 
     flash = bool(attn_implementation and "flash" in attn_implementation)
-    return DataCollatorWithFlattening(
-        return_position_ids=True, separator_id=IGNORE, return_flash_attn_kwargs=flash
-    )
+    return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE, return_flash_attn_kwargs=flash)

@@ -19,10 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch.utils.data
-
-from schemas.records import TABLE_SCHEMAS
-from trainer.config import DataSource, TrainConfig, TrainerInputError
-from trainer.tokenization import SKIP_REASONS, Encoder
+from memllm.schemas.records import TABLE_SCHEMAS
+from memllm.trainer.config import DataSource, TrainConfig, TrainerInputError
+from memllm.trainer.tokenization import SKIP_REASONS, Encoder
 
 SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 EVAL_SPLITS = ("validation", "dev")
@@ -112,9 +111,7 @@ def discover(source: DataSource, table: str) -> SourceShards:
             counts.setdefault(split, set()).add(int(m["count"]))
     for split, ns in counts.items():  # a half-copied output must not train silently on part of the data
         if len(ns) != 1 or len(splits[split]) != next(iter(ns)):
-            raise TrainerInputError(
-                f"{tdir}: split {split!r} has {len(splits[split])} shards, names say {sorted(ns)}"
-            )
+            raise TrainerInputError(f"{tdir}: split {split!r} has {len(splits[split])} shards, names say {sorted(ns)}")
     rows = {split: sum(_check_schema(f, table) for f in fs) for split, fs in splits.items()}
     return SourceShards(source, tdir, splits, rows)
 
@@ -238,9 +235,7 @@ def _finish(ds: Any) -> Any:
     return ds.filter(lambda skip: skip == "", input_columns=["skip"]).select_columns(MODEL_COLUMNS)
 
 
-def prepare(
-    cfg: TrainConfig, found: list[SourceShards], eval_name: str | None, encoder: Encoder
-) -> PreparedData:
+def prepare(cfg: TrainConfig, found: list[SourceShards], eval_name: str | None, encoder: Encoder) -> PreparedData:
     """Tokenize every source, drop the skipped examples, oversample, concatenate; the same for eval data."""
     from datasets import concatenate_datasets
 
@@ -252,9 +247,9 @@ def prepare(
         if eval_name == "holdout":
             kw = {"fraction": cfg.eval_fraction, "seed": cfg.seed}
             side = {
-                want: ds.filter(
-                    _holdout, input_columns=["doc_id"], fn_kwargs={**kw, "want": want}
-                ).remove_columns(["doc_id"])
+                want: ds.filter(_holdout, input_columns=["doc_id"], fn_kwargs={**kw, "want": want}).remove_columns(
+                    ["doc_id"]
+                )
                 for want in (True, False)
             }
             evals.append(side[True])

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from trainer.tokenization import IGNORE
+from memllm.trainer.tokenization import IGNORE
 
 
 def nll_per_example(
@@ -30,9 +29,7 @@ def nll_per_example(
     label is -100 (`DataCollatorWithFlattening`), so no token is scored across a boundary.
     """
     targets = labels[:, 1:]
-    nll = F.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
-    )
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
     trained = targets != IGNORE
     if position_ids is None or logits.shape[0] != 1:
         return nll.sum(1), trained.sum(1)

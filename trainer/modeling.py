@@ -12,9 +12,8 @@ import functools
 from typing import Any
 
 import torch
-
-from trainer.config import TrainConfig, TrainerInputError
-from trainer.tokenization import TokenizerInfo
+from memllm.trainer.config import TrainConfig, TrainerInputError
+from memllm.trainer.tokenization import TokenizerInfo
 
 
 def resolve_precision(precision: str, use_cpu: bool = False) -> str:

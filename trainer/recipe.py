@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer import data
-from trainer.collate import make_collator
-from trainer.config import TrainConfig, TrainerInputError
-from trainer.evaluation import eval_metrics, make_trainer_class
-from trainer.metrics import JsonLinesLogger, default_report_to, write_json
-from trainer.modeling import count_parameters, load_base_model, prepare_model, resolve_precision
-from trainer.tokenization import Encoder, TokenizerInfo, load_tokenizer, prepare_tokenizer
+from memllm.trainer import data
+from memllm.trainer.collate import make_collator
+from memllm.trainer.config import TrainConfig, TrainerInputError
+from memllm.trainer.evaluation import eval_metrics, make_trainer_class
+from memllm.trainer.metrics import JsonLinesLogger, default_report_to, write_json
+from memllm.trainer.modeling import count_parameters, load_base_model, prepare_model, resolve_precision
+from memllm.trainer.tokenization import Encoder, TokenizerInfo, load_tokenizer, prepare_tokenizer
 
 
 @dataclass
@@ -67,9 +67,7 @@ def find_resume_checkpoint(cfg: TrainConfig) -> str | None:
             raise TrainerInputError(f"--resume {cfg.resume}: no such checkpoint directory")
         return cfg.resume
     if last is not None and not cfg.overwrite and not cfg.export_tokenized:
-        raise TrainerInputError(
-            f"{cfg.output} holds checkpoints of an earlier run: pass --resume or --overwrite"
-        )
+        raise TrainerInputError(f"{cfg.output} holds checkpoints of an earlier run: pass --resume or --overwrite")
     return None
 
 
@@ -106,8 +104,7 @@ def report(cfg: TrainConfig, prepared: data.PreparedData, plan: Plan, info: Toke
             s.trained_tokens,
         )
         lines.append(
-            f"  {s.path[-36:]:<36}"
-            + "".join(f"{v:>14,g}" if isinstance(v, float) else f"{v:>14,}" for v in vals)
+            f"  {s.path[-36:]:<36}" + "".join(f"{v:>14,g}" if isinstance(v, float) else f"{v:>14,}" for v in vals)
         )
     lines.append(
         f"  tokenizer: {info.vocab_after} tokens ({len(info.new_token_ids)} added), special ids "

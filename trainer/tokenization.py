@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from schemas import api
-from trainer.config import TrainerInputError
+from memllm.schemas import api
+from memllm.trainer.config import TrainerInputError
 
 IGNORE = -100
 
@@ -46,9 +45,7 @@ class TokenizerInfo:
     vocab_before: int
     vocab_after: int
     special_ids: dict[str, int]
-    new_token_ids: list[
-        int
-    ]  # rows the model must grow (empty for Mistral: the strings are in its vocabulary)
+    new_token_ids: list[int]  # rows the model must grow (empty for Mistral: the strings are in its vocabulary)
     pad_id: int
     bos_id: int | None  # None when the tokenizer does not start sequences with BOS
     eos_id: int
@@ -83,9 +80,7 @@ def prepare_tokenizer(tokenizer: Any) -> TokenizerInfo:
     """Register `({`, `})`, `-->` as special tokens (atomic, never split) and choose the pad id."""
     before = len(tokenizer)
     # Tokens already in the vocabulary keep their id (Mistral: 2882, 1542, 26345), so nothing grows.
-    tokenizer.add_special_tokens(
-        {"extra_special_tokens": list(api.SPECIAL_TOKENS)}, replace_extra_special_tokens=False
-    )
+    tokenizer.add_special_tokens({"extra_special_tokens": list(api.SPECIAL_TOKENS)}, replace_extra_special_tokens=False)
     special_ids = {}
     for s in api.SPECIAL_TOKENS:
         ids = tokenizer(s, add_special_tokens=False)["input_ids"]
@@ -97,9 +92,7 @@ def prepare_tokenizer(tokenizer: Any) -> TokenizerInfo:
     # Pad: the tokenizer's own, else <unk> (id 0 for Mistral, as in the reference), else EOS. Padded positions
     # are masked in attention and loss, so the choice only has to be a valid id.
     if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = (
-            tokenizer.unk_token if tokenizer.unk_token_id is not None else tokenizer.eos_token
-        )
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token_id is not None else tokenizer.eos_token
     probe = tokenizer("a")["input_ids"]
     bos = tokenizer.bos_token_id if probe and probe[0] == tokenizer.bos_token_id else None
     return TokenizerInfo(
@@ -174,9 +167,7 @@ class Encoder:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         texts = ["".join(s["text"] for s in segs) for segs in batch["segments"]]
         enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        out: dict[str, list] = {
-            k: [] for k in ("input_ids", "labels", "n_tokens", "n_trained", "truncated", "skip")
-        }
+        out: dict[str, list] = {k: [] for k in ("input_ids", "labels", "n_tokens", "n_trained", "truncated", "skip")}
         for i, text in enumerate(texts):
             ids, labels, truncated, skip = self.encode_one(
                 text,

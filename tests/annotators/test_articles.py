@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from annotators.articles import article_text, chunk_sentences, is_heading
+from memllm.annotators.articles import article_text, chunk_sentences, is_heading
 
 TEXT = """Ada Lovelace was an English mathematician.
 She worked with Charles Babbage.

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from annotators.dates import date_key, find_dates, parse_date
+from memllm.annotators.dates import date_key, find_dates, parse_date
 
 DAY = "+1963-03-13T00:00:00Z/11"
 

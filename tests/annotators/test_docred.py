@@ -4,9 +4,15 @@ import io
 import json
 
 import pytest
-
-import annotators.docred as docred
-from annotators.docred import InputFormatError, InvalidDocument, Record, RecordError, parse_document, scan_json_records
+from memllm.annotators import docred
+from memllm.annotators.docred import (
+    InputFormatError,
+    InvalidDocument,
+    Record,
+    RecordError,
+    parse_document,
+    scan_json_records,
+)
 
 GOOD = {
     "title": "T",
@@ -159,7 +165,7 @@ def test_files_that_are_not_docred_json(text, message):
 
 
 def parse(record):
-    from annotators.relation_labels import property_labels
+    from memllm.annotators.relation_labels import property_labels
 
     return parse_document(
         record, doc_id="d", doc_index=0, source="docred", split="train", relation_labels=property_labels()
@@ -197,8 +203,10 @@ def with_(path, value):
         (with_(["labels", 0, "evidence"], [True]), r"labels\[0\].evidence must be an integer, got True"),
         (with_(["labels", 0, "evidence"], [0.0]), r"labels\[0\].evidence must be an integer, got 0.0"),
         (with_(["labels", 0, "evidence"], 0), r"labels\[0\].evidence must be a list of sentence ids"),
-        (with_(["labels"], GOOD["labels"] * 2 + [{"h": 1, "t": 0, "r": "P26", "evidence": [1, 2]}]),
-         r"labels\[2\].evidence contains 2, out of range"),
+        (
+            with_(["labels"], GOOD["labels"] * 2 + [{"h": 1, "t": 0, "r": "P26", "evidence": [1, 2]}]),
+            r"labels\[2\].evidence contains 2, out of range",
+        ),
         (with_(["labels", 0, "r"], "P99999999"), "'P99999999' is not a known Wikidata property"),
     ],
 )

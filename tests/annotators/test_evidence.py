@@ -1,10 +1,9 @@
 """Evidence assignment: the heuristic on hand-made documents; human evidence untouched."""
 
 import pytest
-
-from annotators.evidence import Candidate, assign_evidence, judge_scores, validation_set
-from annotators.write_examples import build_write_examples
-from schemas.document import Document, Entity, Mention, Relation
+from memllm.annotators.evidence import Candidate, assign_evidence, judge_scores, validation_set
+from memllm.annotators.write_examples import build_write_examples
+from memllm.schemas.document import Document, Entity, Mention, Relation
 
 
 def doc(relations):
@@ -60,7 +59,8 @@ def test_validation_set_is_the_papers_and_seeded(dev_docs):
 
 
 def test_evidence_eval_prints_the_heuristic_on_dev(capsys):
-    from pipeline.cli import main
+    from memllm.pipeline.cli import main
+
     from tests.conftest import shared_file
 
     assert main(["evidence-eval", "--input", str(shared_file("redocred", "dev_revised.json"))]) == 0

@@ -5,8 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
-
-from annotators.evidence_llm import (
+from memllm.annotators.evidence_llm import (
     DEMONSTRATIONS,
     FEW_SHOT,
     STOP,
@@ -22,7 +21,7 @@ from annotators.evidence_llm import (
     parse_verdict,
     prompt,
 )
-from schemas.document import Document, Entity, Mention, Relation
+from memllm.schemas.document import Document, Entity, Mention, Relation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
@@ -214,7 +213,8 @@ def test_smollm2_prefix_cache_gives_what_the_whole_prompt_gives(smollm2_judge, l
 
 
 def test_evidence_eval_scores_the_llm_beside_the_heuristic(smollm2, tmp_path, capsys):
-    from pipeline.cli import main
+    from memllm.pipeline.cli import main
+
     from tests.conftest import shared_file
 
     dev = str(shared_file("redocred", "dev_revised.json"))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pickle
 
 import pyarrow as pa
-
-from annotators.kb import KB_ENTITY_SCHEMA, KB_FACT_SCHEMA, KnowledgeBase, alias_key
-from annotators.wikidata import WikidataEntity
+from memllm.annotators.kb import KB_ENTITY_SCHEMA, KB_FACT_SCHEMA, KnowledgeBase, alias_key
+from memllm.annotators.wikidata import WikidataEntity
 
 ENTITIES = [
     WikidataEntity("Q10", "Paris", ("City of Light",), (("P17", "Q2"),)),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from annotators.kb import KnowledgeBase
-from annotators.linking import Linker, LinkingConfig, title_name
-from annotators.wikidata import WikidataEntity as E
+from memllm.annotators.kb import KnowledgeBase
+from memllm.annotators.linking import Linker, LinkingConfig, title_name
+from memllm.annotators.wikidata import WikidataEntity as E
 
 KB = KnowledgeBase.from_entities(
     [

@@ -3,9 +3,10 @@
 import collections
 import json
 
-from annotators.read_examples import build_read_examples, finish_reads, is_skipped, plan_reads
-from memory.exact import ExactMemory
-from schemas.api import Query
+from memllm.annotators.read_examples import build_read_examples, finish_reads, is_skipped, plan_reads
+from memllm.memory.exact import ExactMemory
+from memllm.schemas.api import Query
+
 from tests.conftest import gold_memory, shared_file
 
 

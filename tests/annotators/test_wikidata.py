@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from annotators.relation_labels import property_labels
-from annotators.wikidata import DOCRED_PROPERTIES, DumpLineError, parse_dump_line, time_key
+from memllm.annotators.relation_labels import property_labels
+from memllm.annotators.wikidata import DOCRED_PROPERTIES, DumpLineError, parse_dump_line, time_key
 
 
 def item_claim(prop: str, qid: str, rank: str = "normal") -> dict:

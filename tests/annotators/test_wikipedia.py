@@ -6,13 +6,13 @@ import json
 import pickle
 
 import pytest
+from memllm.annotators.kb import KnowledgeBase
+from memllm.annotators.wikidata import WikidataEntity as E
+from memllm.annotators.wikidata import parse_dump_line, time_key
+from memllm.annotators.wikipedia import AnnotationConfig, ArticleError, WikipediaAnnotator
+from memllm.schemas.article import Article
+from memllm.schemas.document import Document
 
-from annotators.kb import KnowledgeBase
-from annotators.wikidata import WikidataEntity as E
-from annotators.wikidata import parse_dump_line, time_key
-from annotators.wikipedia import AnnotationConfig, ArticleError, WikipediaAnnotator
-from schemas.article import Article
-from schemas.document import Document
 from tests.conftest import shared_file
 
 BIRTH = "+1961-08-04T00:00:00Z/11"
@@ -41,7 +41,7 @@ def test_load_nlp_keeps_only_what_the_path_needs(nlp):
 
 
 def test_load_nlp_unknown_model():
-    from annotators.nlp import ModelNotFound, load_nlp
+    from memllm.annotators.nlp import ModelNotFound, load_nlp
 
     with pytest.raises(ModelNotFound, match="no_such_model"):
         load_nlp("no_such_model")

@@ -5,8 +5,8 @@ import random
 from collections import defaultdict
 
 import pytest
+from memllm.annotators.write_examples import advance_reference_rng, build_write_examples, skip_document
 
-from annotators.write_examples import advance_reference_rng, build_write_examples, skip_document
 from tests.conftest import load_documents, read_json_lines, reference_write_examples, shared_file
 
 
@@ -127,7 +127,7 @@ def test_golden_selection_with_per_example_seed(dev_docs, labels):
 
 
 def test_inlined_shuffle_draws_exactly_like_random_shuffle():
-    from annotators.write_examples import consume_shuffle, shuffled_indices
+    from memllm.annotators.write_examples import consume_shuffle, shuffled_indices
 
     # Small products look their permutation up: many seeds each, so most of the 720 outcomes of 6 are met.
     cases = [(n, seed) for n in range(7) for seed in range(4000)]
@@ -151,6 +151,6 @@ def test_inlined_shuffle_draws_exactly_like_random_shuffle():
     ],
 )
 def test_labels_selected_per_sentence_are_ascending_and_distinct(evidences, expected):
-    from annotators.write_examples import _selected_per_sentence
+    from memllm.annotators.write_examples import _selected_per_sentence
 
     assert _selected_per_sentence(3, evidences) == expected

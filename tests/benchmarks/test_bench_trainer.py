@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from trainer.tiny import mistral_tokenizer_source
+from memllm.trainer.tiny import mistral_tokenizer_source
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,9 +23,7 @@ class TableEmbedder:
     that are only ever on the unknown side of a query); another `other_axis` makes "another model".
     """
 
-    def __init__(
-        self, table: dict[str, list[float]], dim: int = 8, name: str = "table", other_axis: int = -1
-    ):
+    def __init__(self, table: dict[str, list[float]], dim: int = 8, name: str = "table", other_axis: int = -1):
         self.table, self.dim, self.name, self.other_axis = table, dim, name, other_axis
         self.calls: list[list[str]] = []
 
@@ -82,7 +80,7 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm(minilm_dir):
-    from memory.embedding import TransformerEmbedder
+    from memllm.memory.embedding import TransformerEmbedder
 
     return TransformerEmbedder(minilm_dir)
 

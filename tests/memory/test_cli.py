@@ -9,9 +9,9 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from memllm.memory.cli import main
+from memllm.schemas.records import WRITE_TRIPLE
 
-from memory.cli import main
-from schemas.records import WRITE_TRIPLE
 from tests.memory.conftest import ROOT
 
 # the worked example of method doc §3 as a DocRED document: Carla Fenwick has two mention names
@@ -78,9 +78,7 @@ def test_build_from_docred_and_query(built, capsys):
     assert lines[3] == ">>place of birth>>Dunmore  (2 hits)"
     rc, out, _ = run(capsys, "query", "Lumen Vale>>author>>", "--json", "--memory-path", str(built), *HASH)
     hits = json.loads(out)["hits"]
-    assert sorted(h["tail"] for h in hits) == ["Carla Fenwick", "Fenwick"] and {h["score"] for h in hits} == {
-        0.0
-    }
+    assert sorted(h["tail"] for h in hits) == ["Carla Fenwick", "Fenwick"] and {h["score"] for h in hits} == {0.0}
     first = min(h["id"] for h in hits)
     rc, out, _ = run(
         capsys,
@@ -134,9 +132,7 @@ def test_user_errors_are_one_line_and_exit_2(built, tmp_path, capsys):
     one_line_error(*run(capsys, "query", "Lumen Vale>>author", *mem, *HASH)[::2], "must have the form")
     one_line_error(*run(capsys, "query", "a>>r>>b", *mem, *HASH)[::2], "exactly one side empty")
     one_line_error(*run(capsys, "query", ">>>>x", *mem, *HASH)[::2], "empty relation")
-    one_line_error(
-        *run(capsys, "query", "a>>r>>", "--memory-path", str(tmp_path / "none"), *HASH)[::2], "no memory at"
-    )
+    one_line_error(*run(capsys, "query", "a>>r>>", "--memory-path", str(tmp_path / "none"), *HASH)[::2], "no memory at")
     one_line_error(*run(capsys, "stats", "--memory-path", str(tmp_path))[::2], "no memory at")
     one_line_error(*run(capsys, "build", str(tmp_path / "missing.json"), *mem, *HASH)[::2], "no such file")
     (tmp_path / "bad.json").write_text('[{"title": 1},')
@@ -164,20 +160,18 @@ def test_another_model_is_refused(built, minilm_dir, capsys):
         "--embedding-model",
         str(minilm_dir),
     )
-    one_line_error(
-        rc, err, "was built with the embedder hashing-trigrams-384, not nreimers/MiniLM-L6-H384-uncased"
-    )
+    one_line_error(rc, err, "was built with the embedder hashing-trigrams-384, not nreimers/MiniLM-L6-H384-uncased")
 
 
 def test_exit_code_of_the_real_process(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "memory.cli", "memory", "query", "oops", "--memory-path", str(tmp_path)],
+        [sys.executable, "-m", "memllm.memory.cli", "memory", "query", "oops", "--memory-path", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "memory.cli", "memory"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "memllm.memory.cli", "memory"], capture_output=True, text=True, cwd=ROOT
     )
     assert proc.returncode == 2 and "usage:" in proc.stderr

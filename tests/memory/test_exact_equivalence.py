@@ -16,14 +16,14 @@ import sys
 from collections import defaultdict
 
 import pytest
+from memllm.memory.base import RESULT_LIMIT
+from memllm.memory.embedding import HashingEmbedder
+from memllm.memory.embedding_memory import EmbeddingMemory
+from memllm.memory.exact import ExactMemory
+from memllm.memory.presets import Thresholds, get_preset
+from memllm.memory.sources import docred_triples, iter_json_documents
+from memllm.schemas.api import Query
 
-from memory.base import RESULT_LIMIT
-from memory.embedding import HashingEmbedder
-from memory.embedding_memory import EmbeddingMemory
-from memory.exact import ExactMemory
-from memory.presets import Thresholds, get_preset
-from memory.sources import docred_triples, iter_json_documents
-from schemas.api import Query
 from tests.memory.conftest import stable_sample
 
 EPS = 1e-6

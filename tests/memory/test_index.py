@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from memory.embedding import CachedEmbedder, HashingEmbedder, fingerprint, same_embedder
-from memory.errors import MemoryUsageError
-from memory.index import EXACT_BELOW, VectorIndex
+from memllm.memory.embedding import CachedEmbedder, HashingEmbedder, fingerprint, same_embedder
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.index import EXACT_BELOW, VectorIndex
 
 
 def unit(x: np.ndarray) -> np.ndarray:

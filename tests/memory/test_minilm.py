@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from memllm.memory.embedding import CachedEmbedder, fingerprint, same_embedder
+from memllm.memory.embedding_memory import EmbeddingMemory
+from memllm.memory.presets import PRESETS, Thresholds
+from memllm.schemas.api import Query
 
-from memory.embedding import CachedEmbedder, fingerprint, same_embedder
-from memory.embedding_memory import EmbeddingMemory
-from memory.presets import PRESETS, Thresholds
-from schemas.api import Query
 from tests.memory.conftest import CountingEmbedder
 
 FACTS = [

@@ -9,13 +9,13 @@ import sys
 import textwrap
 
 import pytest
+from memllm.memory.embedding import HashingEmbedder
+from memllm.memory.embedding_memory import ENTITY_INDEX, RELATION_INDEX, EmbeddingMemory
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.presets import Thresholds, get_preset
+from memllm.memory.store import TripleStore
+from memllm.schemas.api import Query
 
-from memory.embedding import HashingEmbedder
-from memory.embedding_memory import ENTITY_INDEX, RELATION_INDEX, EmbeddingMemory
-from memory.errors import MemoryUsageError
-from memory.presets import Thresholds, get_preset
-from memory.store import TripleStore
-from schemas.api import Query
 from tests.memory.conftest import ROOT, TABLE, CountingEmbedder, TableEmbedder
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
@@ -56,9 +56,7 @@ def test_reopen_keeps_tables_and_indexes(tmp_path):
 
 def test_another_embedder_is_refused(tmp_path, table_embedder):
     EmbeddingMemory(tmp_path / "mem", table_embedder).close()
-    with pytest.raises(
-        MemoryUsageError, match="built with 8-d embeddings .table.; the embedder hashing-trigrams"
-    ):
+    with pytest.raises(MemoryUsageError, match="built with 8-d embeddings .table.; the embedder hashing-trigrams"):
         EmbeddingMemory(tmp_path / "mem", HashingEmbedder())
     with pytest.raises(MemoryUsageError, match="built with the embedder table, not other"):
         EmbeddingMemory(tmp_path / "mem", TableEmbedder(TABLE, name="other", other_axis=0))
@@ -80,8 +78,8 @@ def test_sigkill_inside_a_batch_leaves_none_of_it(tmp_path):
     path = tmp_path / "mem"
     proc = start_writer(f"""
         import time
-        from memory.embedding import HashingEmbedder
-        from memory.embedding_memory import EmbeddingMemory
+        from memllm.memory.embedding import HashingEmbedder
+        from memllm.memory.embedding_memory import EmbeddingMemory
 
         class Slow(HashingEmbedder):
             def embed(self, texts):
@@ -112,7 +110,7 @@ def test_sigkill_inside_a_batch_leaves_none_of_it(tmp_path):
 def test_sigkill_between_batches_keeps_whole_batches(tmp_path):
     path = tmp_path / "m.sqlite"
     proc = start_writer(f"""
-        from memory.store import TripleStore
+        from memllm.memory.store import TripleStore
         s = TripleStore({str(path)!r})
         for b in range(100000):
             s.add_triples([(f"e{{b}}", "r", f"t{{b}}.{{i}}") for i in range(500)])
@@ -134,8 +132,8 @@ def test_rows_committed_after_the_last_index_save_are_indexed_on_reopen(tmp_path
     path = tmp_path / "mem"
     proc = start_writer(f"""
         import time
-        from memory.embedding import HashingEmbedder
-        from memory.embedding_memory import EmbeddingMemory
+        from memllm.memory.embedding import HashingEmbedder
+        from memllm.memory.embedding_memory import EmbeddingMemory
         m = EmbeddingMemory({str(path)!r}, HashingEmbedder())
         m.add_triples([("Barack Obama", "place of birth", "Honolulu")])
         m.flush()

@@ -7,14 +7,14 @@ born in–place of birth 0.10; all other named pairs 1.0.
 from __future__ import annotations
 
 import pytest
+from memllm.memory.base import RESULT_LIMIT
+from memllm.memory.embedding import HashingEmbedder
+from memllm.memory.embedding_memory import EmbeddingMemory
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.exact import ExactMemory
+from memllm.memory.presets import PRESETS, Thresholds, get_preset
+from memllm.schemas.api import Query
 
-from memory.base import RESULT_LIMIT
-from memory.embedding import HashingEmbedder
-from memory.embedding_memory import EmbeddingMemory
-from memory.errors import MemoryUsageError
-from memory.exact import ExactMemory
-from memory.presets import PRESETS, Thresholds, get_preset
-from schemas.api import Query
 from tests.memory.conftest import CountingEmbedder
 
 POB = "place of birth"
@@ -118,9 +118,7 @@ def test_exact_preset_equals_exact_memory_on_near_duplicates(table_embedder):
     ]
     m = EmbeddingMemory(None, table_embedder, thresholds="exact")
     m.add_triples(triples)
-    queries = [
-        Query(e, r, None) for e in ("Obama", "Barack Obama", "Michelle Obama") for r in (POB, "spouse")
-    ]
+    queries = [Query(e, r, None) for e in ("Obama", "Barack Obama", "Michelle Obama") for r in (POB, "spouse")]
     queries += [Query(None, r, e) for e in ("Hilo", "Michelle Obama", "Honolulu") for r in (POB, "born in")]
     assert m.query_names(queries) == ExactMemory(triples).query_names(queries)
 
@@ -136,8 +134,7 @@ def test_malformed_queries(mem):
 
 def test_presets_are_the_reference_values():
     dist = {
-        k: (round(p.dist_e, 6), round(p.dist_t, 6), round(p.dist_r, 6), p.prioritize_exact)
-        for k, p in PRESETS.items()
+        k: (round(p.dist_e, 6), round(p.dist_t, 6), round(p.dist_r, 6), p.prioritize_exact) for k, p in PRESETS.items()
     }
     assert dist == {
         "data_generation": (0.10, 0.10, 0.10, False),
@@ -157,9 +154,7 @@ def test_a_batch_embeds_its_new_strings_in_one_call():
     m = EmbeddingMemory(None, counting, thresholds=close(0.8, 0.8, 0.8))
     m.add_triples([("Barack Obama", POB, "Honolulu"), ("Angela Merkel", POB, "Hamburg")])
     counting.calls.clear()
-    queries = [
-        Query(k, r, None) for k in ("Barack Obama", "Barack Obam", "Angela Merkell") for r in (POB, "born")
-    ]
+    queries = [Query(k, r, None) for k in ("Barack Obama", "Barack Obam", "Angela Merkell") for r in (POB, "born")]
     names = m.query_names(queries * 10 + ["not a query"])
     # stored strings are read back from the index; the new ones go to the model together, once
     assert [sorted(c) for c in counting.calls] == [["Angela Merkell", "Barack Obam", "born"]]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from memory.errors import MemoryUsageError
-from memory.store import TripleStore
+from memllm.memory.errors import MemoryUsageError
+from memllm.memory.store import TripleStore
 
 LUCA = "Luca Verdecchia"
 

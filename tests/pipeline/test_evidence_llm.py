@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from memllm.annotators.evidence_llm import STOP, parse_verdict
+from memllm.pipeline.batches import DocumentBatch
+from memllm.pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
+from memllm.schemas.document import Document, Entity, Mention, Relation
+from memllm.schemas.records import EVIDENCE_SCHEMA
 
-from annotators.evidence_llm import STOP, parse_verdict
-from pipeline.batches import DocumentBatch
-from pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
-from schemas.document import Document, Entity, Mention, Relation
-from schemas.records import EVIDENCE_SCHEMA
 from tests.pipeline.test_generate import generate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from memllm.pipeline.cli import main
+from memllm.schemas.records import MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
-from pipeline.cli import main
-from schemas.records import MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 from tests.conftest import ROOT, shared_file
 
 
@@ -124,7 +124,7 @@ def test_corrupted_input_loses_nothing_valid(sample_path, tmp_path):
 )
 def test_user_mistakes_are_one_line_errors(tmp_path, make, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--input", make(tmp_path), "--output", str(tmp_path / "o")],
+        [sys.executable, "-m", "memllm.pipeline", "--input", make(tmp_path), "--output", str(tmp_path / "o")],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from memllm.annotators.docred import CHUNK_BYTES, CHUNK_DOCS, Record, index_file, parse_document, scan_json_records
+from memllm.annotators.evidence import assign_evidence
+from memllm.annotators.relation_labels import property_labels
+from memllm.annotators.write_examples import build_write_examples
+from memllm.pipeline import index_ahead
+from memllm.pipeline.cli import main, sample_path
+from memllm.pipeline.generate import GenerateConfig, run
 
-from annotators.docred import CHUNK_BYTES, CHUNK_DOCS, Record, index_file, parse_document, scan_json_records
-from annotators.evidence import assign_evidence
-from annotators.relation_labels import property_labels
-from annotators.write_examples import build_write_examples
-from pipeline import index_ahead
-from pipeline.cli import main, sample_path
-from pipeline.generate import GenerateConfig, run
 from tests.pipeline.test_generate import digests
 
 pytestmark = pytest.mark.skipif(index_ahead.fcntl is None, reason="needs fcntl (POSIX)")

@@ -81,7 +81,7 @@ def test_embedding_search_on_dev_matches_the_exact_mode_for_95_percent(tmp_path,
 )
 def test_memory_mistakes_are_one_line_errors(tmp_path, args, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "--output", str(tmp_path / "o"), *args],
+        [sys.executable, "-m", "memllm.pipeline", "--output", str(tmp_path / "o"), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,6 +1,6 @@
 """`memllm generate` on other engines: a dask.distributed cluster and Beam's portable job service.
 
-Each run is a `python -m pipeline` subprocess with a timeout (a hang fails the test instead of blocking the
+Each run is a `python -m memllm.pipeline` subprocess with a timeout (a hang fails the test instead of blocking the
 suite), and its output must be byte-identical to the FnApiRunner's: every shard, the dead letters and
 stats.json (the card differs only in the command line it records). Options that do not apply to the
 runner are refused before anything starts.
@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from memllm.pipeline.cli import main
+from memllm.pipeline.runners import DASK_RUNNER, check_runner_options
 
-from pipeline.cli import main
-from pipeline.runners import DASK_RUNNER, check_runner_options
 from tests.conftest import ROOT
 
 RUN_TIMEOUT_S = 240
@@ -34,7 +34,7 @@ def digests(out: Path) -> dict[str, str]:
 
 
 def generate(out: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pipeline", "-q", "--output", str(out), *args]
+    cmd = [sys.executable, "-m", "memllm.pipeline", "-q", "--output", str(out), *args]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -89,7 +89,7 @@ def test_dask_cluster_runs_the_sample_byte_identically(dask_cluster, local_sampl
     out = tmp_path / "dask"
     generate(out, "--runner", "DaskRunner", f"--dask_client_address={dask_cluster}")
     assert_same_output(out, local_sample)
-    assert "pipeline.dask_runner.DaskRunner" in (out / "README.md").read_text()
+    assert "memllm.pipeline.dask_runner.DaskRunner" in (out / "README.md").read_text()
 
 
 def test_dask_cluster_writes_dead_letters_and_counts(dask_cluster, broken_input, local_broken, tmp_path):

@@ -4,8 +4,7 @@ import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from pipeline.sinks import _already_ordered, write_parquet_file
+from memllm.pipeline.sinks import _already_ordered, write_parquet_file
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("tags", pa.list_(pa.string()))])
 

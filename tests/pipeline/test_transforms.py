@@ -11,12 +11,12 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from memllm.annotators.read_examples import build_read_examples
+from memllm.annotators.write_examples import build_write_examples
+from memllm.pipeline.batches import DocumentBatch
+from memllm.pipeline.counting import NAMESPACE
+from memllm.pipeline.examples import BuildReadExamples, BuildWriteExamples, memory_bucket, memory_buckets, memory_key
 
-from annotators.read_examples import build_read_examples
-from annotators.write_examples import build_write_examples
-from pipeline.batches import DocumentBatch
-from pipeline.counting import NAMESPACE
-from pipeline.examples import BuildReadExamples, BuildWriteExamples, memory_bucket, memory_buckets, memory_key
 from tests.conftest import gold_memory
 
 OPTIONS = ["--runner=FnApiRunner"]
@@ -83,7 +83,7 @@ def test_memory_buckets_grow_with_the_input_and_are_stable():
 def test_memory_bucket_is_the_same_in_every_process():
     # Workers are separate processes, and hash() of a str is salted per process.
     keys = [memory_key("Paris", "country", "tail"), memory_key("Émile Zola", "author", "head")]
-    code = f"from pipeline.examples import memory_bucket; print([memory_bucket(k, 1024) for k in {keys!r}])"
+    code = f"from memllm.pipeline.examples import memory_bucket; print([memory_bucket(k, 1024) for k in {keys!r}])"
     seen = {
         subprocess.run(
             [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True

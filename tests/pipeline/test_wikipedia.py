@@ -15,14 +15,15 @@ import pytest
 pytest.importorskip("spacy")
 pytest.importorskip("rapidfuzz")
 
-from pipeline.cli import WIKIPEDIA_SAMPLE, WIKIPEDIA_SAMPLE_KB, main, sample_path  # noqa: E402
-from pipeline.sample.make_wikipedia_sample import ARTICLES, ITEMS  # noqa: E402
-from schemas.records import DOCUMENTS_SCHEMA  # noqa: E402
+from memllm.pipeline.cli import WIKIPEDIA_SAMPLE, WIKIPEDIA_SAMPLE_KB, main, sample_path  # noqa: E402
+from memllm.pipeline.sample.make_wikipedia_sample import ARTICLES, ITEMS  # noqa: E402
+from memllm.schemas.records import DOCUMENTS_SCHEMA  # noqa: E402
+
 from tests.pipeline.test_generate import digests  # noqa: E402
 
 
 def _spacy_model_installed() -> bool:
-    from annotators.wikipedia import load_nlp
+    from memllm.annotators.wikipedia import load_nlp
 
     try:
         load_nlp()

@@ -1,9 +1,8 @@
 """API strings: exact bytes from the method doc's worked examples (§3), and render/parse round trips."""
 
 import pytest
-
-from schemas import api
-from schemas.api import APIParseError, Query
+from memllm.schemas import api
+from memllm.schemas.api import APIParseError, Query
 
 
 def test_write_call_matches_method_doc_example():

@@ -1,9 +1,8 @@
 """Example rows: exactly the columns of their pyarrow schema, in order, and unchanged through Parquet's types."""
 
 import pyarrow as pa
-
-from schemas.api import Query
-from schemas.records import (
+from memllm.schemas.api import Query
+from memllm.schemas.records import (
     MEMORY_READ_SCHEMA,
     MEMORY_WRITE_SCHEMA,
     WRITE_TRIPLE,

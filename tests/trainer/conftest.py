@@ -16,9 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from schemas import api
-from schemas.records import (
+from memllm.schemas import api
+from memllm.schemas.records import (
     MEMORY_READ_SCHEMA,
     MEMORY_WRITE_SCHEMA,
     DocRef,
@@ -26,7 +25,7 @@ from schemas.records import (
     WriteExample,
     WriteTriple,
 )
-from trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral
+from memllm.trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

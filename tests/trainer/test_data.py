@@ -6,11 +6,11 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+from memllm.trainer.cli import main
+from memllm.trainer.config import DataSource, TrainConfig, TrainerInputError
+from memllm.trainer.recipe import train
 
 from tests.trainer.conftest import read_examples, write_examples, write_shards
-from trainer.cli import main
-from trainer.config import DataSource, TrainConfig, TrainerInputError
-from trainer.recipe import train
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
@@ -46,17 +46,13 @@ def test_wrong_schema(capsys, tmp_path):
     out = tmp_path / "out"
     write_shards(out, "memory_read", "train", read_examples(1))
     shutil.move(out / "memory_read", out / "memory_write")
-    code, err = run_cli(
-        capsys, "--data", str(out), "--task", "write", "--model", "x", "--output", str(tmp_path / "o")
-    )
+    code, err = run_cli(capsys, "--data", str(out), "--task", "write", "--model", "x", "--output", str(tmp_path / "o"))
     assert_one_line_error(code, err, "not a memory_write shard")
 
 
 def test_missing_shard(capsys, write_data, tmp_path):
     (write_data / "memory_write" / "train-00001-of-00002.parquet").unlink()
-    code, err = run_cli(
-        capsys, "--data", str(write_data), "--task", "write", "--model", "x", "--output", str(tmp_path)
-    )
+    code, err = run_cli(capsys, "--data", str(write_data), "--task", "write", "--model", "x", "--output", str(tmp_path))
     assert_one_line_error(code, err, "1 shards", "[2]")
 
 
@@ -160,7 +156,7 @@ def test_streaming_counts_match(tmp_path, tiny_mistral, write_data):
         max_triples=2,
         progress=False,
     ).resolved()
-    from trainer.recipe import prepare_inputs
+    from memllm.trainer.recipe import prepare_inputs
 
     _, _, prepared = prepare_inputs(cfg)
     assert prepared.summary()["sources"] == eager["sources"]

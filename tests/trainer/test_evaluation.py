@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from memllm.trainer.collate import PadCollator, make_collator
+from memllm.trainer.config import TrainConfig
+from memllm.trainer.evaluation import eval_metrics, nll_per_example
+from memllm.trainer.modeling import load_base_model, prepare_model
+from memllm.trainer.tokenization import Encoder, load_tokenizer, prepare_tokenizer
 
 from tests.trainer.conftest import read_examples
-from trainer.collate import PadCollator, make_collator
-from trainer.config import TrainConfig
-from trainer.evaluation import eval_metrics, nll_per_example
-from trainer.modeling import load_base_model, prepare_model
-from trainer.tokenization import Encoder, load_tokenizer, prepare_tokenizer
 
 
 def test_eval_metrics_divide_once_over_the_set():

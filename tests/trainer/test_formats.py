@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from memllm.trainer.formats import to_axolotl_input_output, to_prompt_completion, trained_spans
+from memllm.trainer.tokenization import IGNORE, Encoder, load_tokenizer, prepare_tokenizer
 
 from tests.trainer.conftest import read_examples, write_examples
-from trainer.formats import to_axolotl_input_output, to_prompt_completion, trained_spans
-from trainer.tokenization import IGNORE, Encoder, load_tokenizer, prepare_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,7 @@ def test_trl_prompt_completion_matches_our_write_masks(mistral):
         assert ids[: len(prompt_ids)] == prompt_ids
         mine = ours(tok, info, row, "write")
         assert ids == mine["input_ids"]
-        assert [i >= len(prompt_ids) for i in range(len(ids))] == [
-            label != IGNORE for label in mine["labels"]
-        ]
+        assert [i >= len(prompt_ids) for i in range(len(ids))] == [label != IGNORE for label in mine["labels"]]
 
 
 def test_trl_prompt_completion_refuses_reads():
@@ -59,9 +57,7 @@ def test_trl_prompt_completion_refuses_reads():
 
 def test_axolotl_input_output(mistral):
     tok, info = mistral
-    for ex, task in [(e, "write") for e in write_examples(1, seed=14)] + [
-        (e, "read") for e in read_examples(1)
-    ]:
+    for ex, task in [(e, "write") for e in write_examples(1, seed=14)] + [(e, "read") for e in read_examples(1)]:
         row = ex.to_row()
         eos = "</s>" if task == "write" else None
         io = to_axolotl_input_output(row["segments"], bos="<s>", eos=eos)

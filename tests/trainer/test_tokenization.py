@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from schemas import api
-from schemas.records import DocRef, ReadExample, WriteExample, WriteTriple
-from tests.trainer.conftest import read_examples, write_examples
-from trainer import formats
-from trainer.tokenization import (
+from memllm.schemas import api
+from memllm.schemas.records import DocRef, ReadExample, WriteExample, WriteTriple
+from memllm.trainer import formats
+from memllm.trainer.tokenization import (
     IGNORE,
     SKIP_TRIPLES,
     SKIP_TRUNCATED,
@@ -16,6 +14,8 @@ from trainer.tokenization import (
     load_tokenizer,
     prepare_tokenizer,
 )
+
+from tests.trainer.conftest import read_examples, write_examples
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +82,10 @@ def test_full_text_tokenization_has_no_spurious_prefix_tokens(mistral):
     rows = [e.to_row() for e in read_examples(3, seed=7)]
     for row, enc in zip(rows, encode(tok, info, rows, "read")):
         assert enc["input_ids"] == tok(row["text"])["input_ids"]
-    per_segment = [
-        i for s in rows[0]["segments"] for i in tok(s["text"], add_special_tokens=False)["input_ids"]
-    ]
+    per_segment = [i for s in rows[0]["segments"] for i in tok(s["text"], add_special_tokens=False)["input_ids"]]
     assert per_segment != tok(rows[0]["text"], add_special_tokens=False)["input_ids"]
     assert (
-        "▁"
-        in tok.convert_ids_to_tokens(
-            tok(rows[0]["segments"][2]["text"], add_special_tokens=False)["input_ids"]
-        )[0]
+        "▁" in tok.convert_ids_to_tokens(tok(rows[0]["segments"][2]["text"], add_special_tokens=False)["input_ids"])[0]
     )
 
 
@@ -131,19 +126,13 @@ def test_left_truncation_keeps_bos_and_the_trained_tail(mistral):
 def test_skips_are_counted_not_trained(mistral):
     tok, info = mistral
     doc = DocRef("sample", "train", "d", 0, "D")
-    many = WriteExample(
-        doc, 0, "", "A b .", [WriteTriple(f"h{i}", "r", "t", 0, 1, "P1", i) for i in range(32)]
-    )
-    fewer = WriteExample(
-        doc, 1, "", "A b .", [WriteTriple(f"h{i}", "r", "t", 0, 1, "P1", i) for i in range(31)]
-    )
+    many = WriteExample(doc, 0, "", "A b .", [WriteTriple(f"h{i}", "r", "t", 0, 1, "P1", i) for i in range(32)])
+    fewer = WriteExample(doc, 1, "", "A b .", [WriteTriple(f"h{i}", "r", "t", 0, 1, "P1", i) for i in range(31)])
     skips = [e["skip"] for e in encode(tok, info, [many.to_row(), fewer.to_row()], "write", cutoff=4096)]
     assert skips == [SKIP_TRIPLES, ""]
     # A read whose only trained text is at its start (an eot read with no continuation) and whose untrained
     # results are longer than the cutoff has nothing left to train after left truncation.
     q = api.Query("Carla Fenwick", "notable work", None)
-    long = ReadExample(
-        doc, 0, 0, "x", "", "Carla Fenwick wrote", [q], [[f"Book {i}" for i in range(40)]], "", True
-    )
+    long = ReadExample(doc, 0, 0, "x", "", "Carla Fenwick wrote", [q], [[f"Book {i}" for i in range(40)]], "", True)
     (enc,) = encode(tok, info, [long.to_row()], "read", cutoff=32)
     assert enc["skip"] == SKIP_TRUNCATED and enc["input_ids"] == []

@@ -17,13 +17,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from memllm.trainer.collate import PadCollator, make_collator
+from memllm.trainer.config import DataSource, TrainConfig
+from memllm.trainer.modeling import load_base_model, prepare_model
+from memllm.trainer.recipe import train
+from memllm.trainer.tokenization import Encoder, load_tokenizer, prepare_tokenizer
 
 from tests.trainer.conftest import read_examples, write_examples, write_shards
-from trainer.collate import PadCollator, make_collator
-from trainer.config import DataSource, TrainConfig
-from trainer.modeling import load_base_model, prepare_model
-from trainer.recipe import train
-from trainer.tokenization import Encoder, load_tokenizer, prepare_tokenizer
 
 
 def config(tmp_path, model, data, out="run", **kw) -> TrainConfig:
@@ -134,7 +134,7 @@ def test_a_seed_fixes_the_run(tmp_path, tiny_mistral, read_data):
 
 @pytest.mark.parametrize("options", [(), ("streaming", "packing")])
 def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, options):
-    """`torchrun --nproc-per-node 2 -m trainer` (gloo on CPU) against one process with the same effective
+    """`torchrun --nproc-per-node 2 -m memllm.trainer` (gloo on CPU) against one process with the same effective
     batch: each process takes half the micro batches, so the two runs see the same examples per optimizer
     step and must log the same losses and save the same adapter (tolerances: float sums in another order).
     Dropout off: each process draws its own masks. Two shards of 12 and 11 examples and 7 steps of 4: the
@@ -159,7 +159,9 @@ def test_two_torchrun_processes_train_as_one(tmp_path, tiny_mistral, options):
     ] + [f"--{option}" for option in options]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    done = subprocess.run([*launcher, "-m", "trainer", *cli], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*launcher, "-m", "memllm.trainer", *cli], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("memllm train:") == 1  # the counts are reported once, by rank 0
     plan = json.loads((tmp_path / "two" / "train_config.json").read_text())["derived"]["plan"]
@@ -190,9 +192,7 @@ def test_packing_gives_the_unpacked_per_token_loss(tiny_mistral, attn):
     enc = Encoder(tok, info, "read")(batch)
     feats = [{"input_ids": i, "labels": lab} for i, lab in zip(enc["input_ids"], enc["labels"])]
     assert len({len(f["input_ids"]) for f in feats}) > 1  # unequal lengths: padding happens
-    cfg = TrainConfig(
-        data=[], task="read", model=str(tiny_mistral), output=Path("unused"), attn_implementation=attn
-    )
+    cfg = TrainConfig(data=[], task="read", model=str(tiny_mistral), output=Path("unused"), attn_implementation=attn)
     model = prepare_model(load_base_model(cfg, "fp32"), cfg, info).eval()  # LoRA starts as the identity
     padded = PadCollator(info.pad_id)(feats)
     packed = make_collator(info.pad_id, packing=True, attn_implementation=attn)(feats)
@@ -235,7 +235,5 @@ def test_smollm2_real_weights_smoke(tmp_path, smollm2, two_writes):
     assert steps[4] < steps[1]
     resolved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     tok = resolved["derived"]["tokenizer"]
-    assert tok["vocab_after"] == tok["vocab_before"] + 1 and tok["new_token_ids"] == [
-        tok["special_ids"]["-->"]
-    ]
+    assert tok["vocab_after"] == tok["vocab_before"] + 1 and tok["new_token_ids"] == [tok["special_ids"]["-->"]]
     assert tok["bos_id"] is None  # SmolLM2's tokenizer does not add BOS, so neither do we
