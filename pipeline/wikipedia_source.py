@@ -9,9 +9,11 @@ path (`pipeline.docred_source`) the work is split in two:
    `annotators.wikipedia.WikipediaAnnotator` on them (spaCy through `nlp.pipe`, linking, relations): the
    costly step, spread over every worker. The spaCy pipeline and the KB are loaded once per worker
    process (`shared_nlp`, `pipeline.kb_source.shared_kb`).
-An article that cannot be annotated (empty or non-string text, too long, a record that is not an object)
-is a dead letter with the reason; the rest of its chunk goes on. `doc_index` is the article's position in
-its file; an article split into several documents keeps it, and its `doc_id` gets `#k`.
+An article that cannot be annotated (empty or non-string text, too long, a record that is not an object,
+or an error no rule foresaw) is a dead letter with the reason; the rest of its chunk goes on. A missing
+spaCy model is the user's to fix, not the articles': `match_article_inputs` refuses the run before it
+starts. `doc_index` is the article's position in its file; an article split into several documents keeps
+it, and its `doc_id` gets `#k`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from memllm.annotators.docred import Record, scan_json_records
+from memllm.annotators.nlp import model_error
 from memllm.annotators.wikipedia import AnnotationConfig, ArticleError, WikipediaAnnotator, load_nlp
 from memllm.pipeline.batches import DocumentBatch
 from memllm.pipeline.counting import COUNTS, DEAD, CountingDoFn
@@ -54,7 +57,10 @@ def _article_format(path: str) -> str:
 
 
 def match_article_inputs(patterns: list[str], split: str | None, source: str = "wikipedia") -> list[InputFile]:
-    """Expand paths/globs of article files and check each before the pipeline starts (one-line errors)."""
+    """Expand paths/globs of article files and check each, and that a spaCy model to annotate them with is
+    installed, before the pipeline starts (one-line errors)."""
+    if error := model_error():
+        raise InputError(error)
     return match_inputs(patterns, split, source, detect=_article_format)
 
 
@@ -129,7 +135,7 @@ def to_article(record: object, file: InputFile, index: int) -> Article:
     """A record as an `Article`; the annotator judges the text (empty, not a string, too long)."""
     if not isinstance(record, dict):
         raise ArticleError(
-            f"an article must be an object with {', '.join(ARTICLE_COLUMNS)}, got {type(record).__name__}"
+            "not_object", f"an article must be an object with {', '.join(ARTICLE_COLUMNS)}, got {type(record).__name__}"
         )
     article_id = record.get("id")
     return Article(
@@ -178,17 +184,26 @@ class AnnotateArticleChunk(CountingDoFn):
 
     def _annotate(self, articles: list[Article], split: str):
         """(article, documents or error) for each; a failure no rule foresaw costs only its article."""
+        annotator = self._annotator()  # outside the try: a model that does not load stops the run
+        counts: Counter = annotator.counts
+        before = counts.copy()
         try:
-            return list(self._annotator().annotate(articles, split=split))
+            return list(annotator.annotate(articles, split=split))
         except Exception:  # noqa: BLE001 - isolate the article it came from, below
-            if len(articles) == 1:
-                raise
+            pass
+        counts.clear()  # the failed attempt counted some of the articles already: count each once
+        counts.update(before)
         results = []
         for article in articles:
+            before = counts.copy()
             try:
-                results += self._annotator().annotate([article], split=split)
+                results += list(annotator.annotate([article], split=split))
             except Exception as e:  # noqa: BLE001 - a bug or an input no rule foresaw: a dead letter
-                results.append((article, ArticleError(f"{type(e).__name__}: {e}")))
+                counts.clear()
+                counts.update(before)
+                # counted as the annotator counts the failures it catches itself
+                counts.update(("articles", "articles_rejected", "rejected_failed"))
+                results.append((article, ArticleError("failed", f"annotation failed: {type(e).__name__}: {e}")))
         return results
 
     def _annotate_chunk(self, chunk: ArticleChunk):

