@@ -34,7 +34,12 @@ from apache_beam.io.filesystems import FileSystems
 from memllm.annotators.evidence import assign_evidence
 from memllm.annotators.read_examples import ReadPlan, finish_reads, is_skipped, plan_reads
 from memllm.annotators.relation_labels import property_labels
-from memllm.annotators.write_examples import build_write_examples, consume_shuffle, skip_document
+from memllm.annotators.write_examples import (
+    build_write_examples,
+    consume_shuffle,
+    skip_document,
+    unwritten_relations,
+)
 from memllm.memory.base import RESULT_LIMIT
 from memllm.memory.exact import HEAD, TAIL
 from memllm.pipeline.batches import DocumentBatch, Rows, runs_without_gc
@@ -81,7 +86,8 @@ class AssignEvidenceFn(CountingDoFn):
             self.count(f"evidence.{self.mode}.assigned", assigned)
             docs.append(doc)
         # The reference's random stream belongs to the reference's evidence: with other evidence the
-        # memory-write builder draws differently, so each example seeds its own choice instead.
+        # memory-write builder draws differently, so each example seeds its own choice from the
+        # document's content instead (`annotators.write_examples.content_digest`).
         yield DocumentBatch(batch.key, docs)
 
 
@@ -112,6 +118,9 @@ class BuildWriteExamplesFn(CountingDoFn):
             self.count("memory_write.examples", len(examples))
             self.count("memory_write.triples", sum(len(ex.triples) for ex in examples))
             self.count("memory_write.empty_examples", sum(not ex.triples for ex in examples))
+            duplicate, no_pair = unwritten_relations(doc, examples)
+            self.count("memory_write.relations_not_written_duplicate_triple", duplicate)
+            self.count("memory_write.relations_not_written_no_mention_pair", no_pair)
             rows.extend(ex.to_row() for ex in examples)
         if rows:
             yield rows
