@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from memllm.annotators.write_examples import content_digest
 from memllm.schemas.document import Document, Mention
 
 DEFAULT_JUDGE_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"  # the paper's judge
@@ -70,7 +71,8 @@ class Judgement:
 
 def _pair_rng(seed: int, doc: Document, label_index: int, sent_id: int) -> random.Random:
     # A string seed is hashed with SHA-512 by `random`: the same on every worker, run and Python version.
-    return random.Random(f"{seed}:{doc.doc_id}:{label_index}:{sent_id}")
+    # The document's content, not its id (which names the input file): a renamed input asks the same prompts.
+    return random.Random(f"{seed}:{content_digest(doc)}:{label_index}:{sent_id}")
 
 
 def mention_pair(doc: Document, label_index: int, sent_id: int, seed: int = DEFAULT_SEED) -> tuple[Mention, Mention]:

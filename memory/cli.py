@@ -20,20 +20,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from memllm.memory.embedding import CONTRIEVER, Embedder, HashingEmbedder, TransformerEmbedder
+from memllm.memory.embedding import CONTRIEVER, Embedder, TransformerEmbedder
 from memllm.memory.embedding_memory import DB_FILE, EmbeddingMemory
 from memllm.memory.errors import MemoryUsageError
 from memllm.memory.presets import DEFAULT_PRESET, PRESETS, get_preset
 from memllm.memory.sources import input_triples, relation_labels
 from memllm.memory.store import TripleStore
+from memllm.pipeline.extras import missing_extra
 from memllm.schemas.api import APIParseError, parse_query
-
-HASHING = "hashing"  # --embedding-model value for the model-free test embedder
 
 
 def add_memory_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `memory` with its subcommands `build`, `query`, `stats` to an argparse subparsers object."""
-    group = subparsers.add_parser("memory", help="build, query and inspect an embedding memory")
+    group = subparsers.add_parser(
+        "memory",
+        help="build, query and inspect an embedding memory",
+        description="Build, query and inspect a stored embedding memory "
+        "(`memllm memory build|query|stats --help` for each command).",
+    )
     group.set_defaults(func=lambda args: _usage(group))
     commands = group.add_subparsers(dest="memory_command", metavar="{build,query,stats}")
 
@@ -49,8 +53,7 @@ def add_memory_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--embedding-model",
         default=CONTRIEVER,
         metavar="DIR_OR_ID",
-        help=f"transformers encoder directory or hub id (default {CONTRIEVER}); "
-        f"'{HASHING}' for the model-free test embedder",
+        help=f"transformers encoder directory or hub id (default {CONTRIEVER})",
     )
     model.add_argument("--device", default="cpu", help="torch device of the embedder (default cpu)")
 
@@ -73,7 +76,7 @@ def add_memory_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     build.add_argument("--batch-size", type=int, default=50_000, help="triples per transaction")
     build.add_argument("--labels", metavar="FILE", help="property id → label JSON for DocRED input")
-    build.set_defaults(func=_guarded(_build))
+    build.set_defaults(func=_guarded(_build, needs_model=True))
 
     query = commands.add_parser("query", parents=[common, model], help="answer queries in the API syntax")
     query.add_argument("queries", nargs="+", metavar="QUERY", help="'subject>>relation>>' or '>>relation>>object'")
@@ -85,18 +88,23 @@ def add_memory_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     query.add_argument("--exclude-id", type=int, action="append", default=[], help="triple id to leave out")
     query.add_argument("--json", action="store_true", help="print one JSON object per query")
-    query.set_defaults(func=_guarded(_query))
+    query.set_defaults(func=_guarded(_query, needs_model=True))
 
     stats = commands.add_parser("stats", parents=[common], help="counts, embedder and file sizes")
     stats.set_defaults(func=_guarded(_stats))
     return group
 
 
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """`command` with user errors turned into one line on stderr and exit code 2."""
+def _guarded(
+    command: Callable[[argparse.Namespace], int], needs_model: bool = False
+) -> Callable[[argparse.Namespace], int]:
+    """`command` with user errors turned into one line on stderr and exit code 2. `needs_model`: the command
+    embeds, so it needs the memory extra (torch, transformers, faiss), checked before any input is read."""
 
     def guarded(args: argparse.Namespace) -> int:
         try:
+            if needs_model and (missing := missing_extra("memory")):
+                raise MemoryUsageError(missing)
             return command(args)
         except MemoryUsageError as e:
             print(f"memllm memory {args.memory_command}: error: {e}", file=sys.stderr)
@@ -107,6 +115,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: choose a command: build, query or stats (see {parser.prog} --help)", file=sys.stderr)
     return 2
 
 
@@ -117,8 +126,6 @@ def _require_memory(path: str) -> Path:
 
 
 def _embedder(args: argparse.Namespace) -> Embedder:
-    if args.embedding_model == HASHING:
-        return HashingEmbedder()
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a weight-loading bar on stderr would break the one-line errors

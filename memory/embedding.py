@@ -5,8 +5,6 @@
   `facebook/contriever-msmarco` (loaded with `from_pretrained`, from the HF cache or a local copy); tests use
   the all-MiniLM-L6-v2 directory. We normalise (the reference lets hnswlib's cosine space do it), which
   leaves cosine distances unchanged.
-- `HashingEmbedder`: a deterministic, model-free stand-in (character trigrams hashed into `dim` buckets) for
-  benchmarks and tests of the machinery; strings sharing trigrams get a high cosine, like aliases.
 - `CachedEmbedder`: embeds each distinct string once (LRU), and a whole batch with one model call.
 
 Every embedder has a `name` (for messages) and a `fingerprint()`: the embedding of a fixed probe string,
@@ -18,7 +16,7 @@ What this module doesn't do: storage, vector search, thresholds.
 from __future__ import annotations
 
 import json
-import zlib
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +50,49 @@ def same_embedder(a: Sequence[float], b: Sequence[float]) -> bool:
     return va.shape == vb.shape and float(va @ vb) / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12) >= 0.999
 
 
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(v, "").upper() for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(f in ("1", "ON", "YES", "TRUE") for f in flags)
+
+
+def check_model_available(model: str | Path) -> None:
+    """Raise `MemoryUsageError` unless `model` can be loaded without waiting on a network that is not there:
+    a local model directory, or a hub id in the local Hugging Face cache. Else, unless the hub is offline
+    (HF_HUB_OFFLINE), the hub is asked once; a failed load would retry for about a minute before failing."""
+    local = Path(model)
+    text = str(model)
+    if local.is_absolute() or local.exists() or text.startswith((".", "~")) or text.count("/") > 1:
+        if not local.is_dir():
+            raise MemoryUsageError(f"embedding model directory not found: {text}")
+        return  # a directory that is not a model fails at loading, with the loader's reason
+    from huggingface_hub import hf_hub_url, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(text, "config.json"), str):
+        return
+    hint = (
+        f"download it once where the hub is reachable (`hf download {text} --local-dir DIR`) and pass "
+        "--embedding-model DIR"
+    )
+    if _offline():
+        raise MemoryUsageError(f"embedding model {text!r} is not in the local Hugging Face cache (offline): {hint}")
+    from huggingface_hub import get_session
+
+    try:  # one request, no retries: the model's config is the cheapest proof that the weights can be had
+        status = get_session().head(hf_hub_url(text, "config.json"), timeout=10, follow_redirects=True).status_code
+    except Exception as e:  # noqa: BLE001  (any transport error means the same: no hub from here)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MemoryUsageError(
+            f"embedding model {text!r} is not in the local Hugging Face cache and the hub cannot be reached "
+            f"({first}): {hint}"
+        ) from None
+    if status >= 400:
+        raise MemoryUsageError(
+            f"embedding model {text!r}: not in the local cache, and the hub answers {status}: {hint}"
+        )
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -70,9 +111,7 @@ class TransformerEmbedder:
         from transformers import AutoModel, AutoTokenizer
 
         local = Path(model)
-        if local.is_absolute() or local.exists():
-            if not local.is_dir():
-                raise MemoryUsageError(f"embedding model directory not found: {model}")
+        check_model_available(model)
         try:
             self._tok = AutoTokenizer.from_pretrained(str(model))
             self._enc = AutoModel.from_pretrained(str(model)).eval().to(device)
@@ -113,25 +152,6 @@ class TransformerEmbedder:
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
                 out[idx] = pooled.float().cpu().numpy()
-        return _normalise(out)
-
-
-class HashingEmbedder:
-    """Character-trigram feature hashing: deterministic, no model, ~10 µs a string."""
-
-    def __init__(self, dim: int = 384) -> None:
-        self.dim = dim
-        self.name = f"hashing-trigrams-{dim}"
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            padded = f"  {text} "
-            for j in range(len(padded) - 2):
-                # crc32, not hash(): the same string must give the same vector in every process
-                h = zlib.crc32(padded[j : j + 3].encode())
-                out[row, h % self.dim] += 1.0 if h & 0x80000000 else -1.0
-        out[~out.any(axis=1), 0] = 1.0  # buckets can cancel out; keep every vector normalisable
         return _normalise(out)
 
 

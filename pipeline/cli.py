@@ -1,26 +1,39 @@
 """The `memllm` console script: `generate` (the Beam job), `train`, `memory`.
 
-User mistakes (a missing file, a file that is not JSON, a bad flag) end with one line on stderr and exit
-status 2, never a traceback. Beam's own options (`--runner`, `--direct_num_workers`, Dataflow/Flink/Spark
-options) pass through to Beam unchanged, and unknown ones are refused up front.
+User mistakes (a missing file, a file that is not JSON, a bad flag, an extra that is not installed, an
+`--output` that holds someone else's files) end with one line on stderr and exit status 2, never a
+traceback, before anything is written. Beam's own options (`--runner`, `--direct_num_workers`,
+Dataflow/Flink/Spark options) pass through to Beam unchanged, spelled as Beam spells them, and unknown ones
+are refused up front; memllm's own options are spelled with hyphens (`--rows-per-shard`; the underscore
+spellings of the older ones still work).
+
+Exit status of `memllm generate`: 0 when the run wrote at least one valid document; 1 when it ran but no
+input record was valid (the stats and dead letters it wrote stay, to explain why; one line on stderr gives
+a hint); 2 for a usage or input error found before the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from importlib import resources
 
-from memllm.annotators.evidence_eval import add_judge_arguments, judge_options_error
 from memllm.annotators.evidence_llm import DEFAULT_JUDGE_MODEL
+from memllm.annotators.nlp import model_error
 from memllm.annotators.write_examples import reference_stream_seed
-from memllm.memory.embedding import CONTRIEVER
+from memllm.memory.embedding import CONTRIEVER, check_model_available
 from memllm.memory.errors import MemoryUsageError
 from memllm.memory.presets import DEFAULT_PRESET, PRESETS
 from memllm.pipeline import index_ahead
 from memllm.pipeline.errors import InputError
-from memllm.pipeline.runners import check_runner_options, runner_given
+from memllm.pipeline.evidence_eval_cli import add_judge_arguments, judge_options_error
+from memllm.pipeline.extras import missing_extra
+from memllm.pipeline.output_dir import check_output_dir
+from memllm.pipeline.runners import check_runner_options, resolve_runner, runner_given
+
+from memllm import __version__
 
 SAMPLE = "sample_docred.json"
 WIKIPEDIA_SAMPLE = "sample_wikipedia.jsonl"  # with its knowledge base, in the Wikidata dump format:
@@ -28,6 +41,19 @@ WIKIPEDIA_SAMPLE_KB = "sample_wikidata.json"
 DEFAULT_OUTPUT = "memllm-out"
 # Tests and CI pin the FnApiRunner: the default DirectRunner first tries to download Prism.
 DEFAULT_RUNNER = "FnApiRunner"
+NO_VALID_RECORD = 1  # exit status of a run that wrote no valid document
+
+
+class _BeamImportNoise(logging.Filter):
+    """Drops the warning Beam logs (on the root logger) each time it is imported without its GCP extra:
+    `apitools not found, and bigquery client libraries are not available ...`; memllm uses no BigQuery.
+    Shown again with --verbose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and str(record.msg).startswith("apitools not found"))
+
+
+BEAM_IMPORT_NOISE = _BeamImportNoise()
 
 
 def sample_path(name: str = SAMPLE) -> str:
@@ -71,6 +97,9 @@ def add_generate_parser(sub) -> None:
         help="make memory-write and memory-read examples (Apache Beam)",
         description="Make memory-write and memory-read training examples. Options not listed here are "
         "Beam pipeline options (--runner, --direct_running_mode, --direct_num_workers, Dataflow/Flink/Spark).",
+        epilog="Exit status: 0 when at least one valid document was written; 1 when the run kept no valid "
+        "record (its stats.json and dead letters stay in OUTPUT, and one line says why); 2 for a usage or input "
+        "error, found before anything is written.",
     )
     g.add_argument(
         "--source",
@@ -87,7 +116,18 @@ def add_generate_parser(sub) -> None:
         metavar="PATH_OR_GLOB",
         help="input files (JSON array or JSON lines); default: the shipped sample",
     )
-    g.add_argument("--output", default=None, help=f"output directory (default ./{DEFAULT_OUTPUT})")
+    g.add_argument(
+        "--output",
+        default=None,
+        help=f"output directory (default ./{DEFAULT_OUTPUT}); an earlier memllm output there is rewritten, "
+        "another non-empty directory is refused without --overwrite",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --output that holds no earlier memllm output (its README.md is replaced "
+        "by the dataset card; other files are left alone)",
+    )
     g.add_argument(
         "--split", default=None, help="split name for every input (default: from each file name: train/validation/test)"
     )
@@ -154,9 +194,27 @@ def add_generate_parser(sub) -> None:
     )
     add_judge_arguments(g)
     g.add_argument("--seed", type=int, default=42, help="seed of the mention-pair choice (reference: 42)")
-    g.add_argument("--rows_per_shard", type=int, default=50_000, help="rows per Parquet shard")
-    g.add_argument("--write_documents", action="store_true", help="also write the validated documents/ table")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    g.add_argument(
+        "--rows-per-shard",
+        "--rows_per_shard",
+        dest="rows_per_shard",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="rows per Parquet shard (default 50000)",
+    )
+    g.add_argument(
+        "--write-documents",
+        "--write_documents",
+        dest="write_documents",
+        action="store_true",
+        help="also write the validated documents/ table",
+    )
+    talk = g.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    talk.add_argument(
+        "-v", "--verbose", action="store_true", help="also Beam's own log lines (INFO), including its import warnings"
+    )
 
 
 def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -169,14 +227,25 @@ def cmd_generate(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise InputError("--memory-path and --memory-preset need --memory embedding")
     if args.evidence != "llm" and args.judge_model:
         raise InputError("--judge-model needs --evidence llm")
+    if args.rows_per_shard < 1:
+        raise InputError("--rows-per-shard must be at least 1")
+    features = [f for f, on in (("wikipedia", wikipedia), ("memory", args.memory == "embedding")) if on]
+    if missing := missing_extra(*features, *(["judge"] if args.evidence == "llm" else [])):
+        raise InputError(missing)
     if args.evidence == "llm" and (error := judge_options_error(args)):
         raise InputError(error)
-    if args.rows_per_shard < 1:
-        raise InputError("--rows_per_shard must be at least 1")
+    if wikipedia and (error := model_error()):  # before Beam is imported, which logs on import
+        raise InputError(error)
+    runner = runner_given(beam_args)
+    if runner:
+        runner = resolve_runner(runner)  # an unknown runner fails here, not as Beam's ValueError stack
+    check_output_dir(args.output or DEFAULT_OUTPUT, args.overwrite)
+    if args.memory == "embedding":  # not in the cache and no hub: fail now, not after a minute of retries
+        check_model_available(args.embedding_model)
     inputs = args.inputs or [sample_path(WIKIPEDIA_SAMPLE if wikipedia else SAMPLE)]
     # The index helper starts before Beam is imported (~1.5 s), on the core the launcher leaves idle.
     seed = reference_stream_seed(args.evidence, args.seed)
-    ahead = None if wikipedia else index_ahead.start_local(inputs, seed, runner_given(beam_args))
+    ahead = None if wikipedia else index_ahead.start_local(inputs, seed, runner)
     try:
         return _generate(args, beam_args, inputs, ahead)
     finally:
@@ -214,17 +283,45 @@ def _generate(args: argparse.Namespace, beam_args: list[str], inputs: list[str],
     cfg.beam_args = check_runner_options(cfg.beam_args, cfg.output, args.inputs)
     stats = run(cfg, ahead=ahead)
     print(summary_table(stats, cfg.output))
+    if stats.get("documents.valid", 0) == 0:
+        print(f"memllm: error: {no_valid_record_message(stats, cfg.output, args.source)}", file=sys.stderr)
+        return NO_VALID_RECORD
     return 0
+
+
+def no_valid_record_message(stats: dict, output: str, source: str) -> str:
+    """Why a run wrote no valid document, in one line, with a hint read from its first dead letters."""
+    from apache_beam.io.filesystems import FileSystems
+
+    records = stats.get("input.records", 0)
+    if records == 0 and not stats.get("input.json_errors", 0):
+        return "the input holds no records: no examples were written"
+    errors = FileSystems.join(output, "errors")
+    head = f"no valid record among {records:,} input record(s) (the dead letters are in {errors})"
+    articles = documents = 0
+    shards = FileSystems.match([FileSystems.join(errors, "*.jsonl")])[0].metadata_list
+    for shard in sorted(shards, key=lambda m: m.path)[:1]:
+        with FileSystems.open(shard.path) as f:
+            for _, line in zip(range(100), f):
+                record = json.loads(line).get("record") or ""
+                articles += '"text":' in record and '"sents":' not in record
+                documents += '"sents":' in record
+    if source == "docred" and articles:
+        return f"{head}: they look like Wikipedia articles (a text field, no sents): use --source wikipedia"
+    if source == "wikipedia" and documents:
+        return f"{head}: they look like DocRED-format documents (sents): drop --source wikipedia"
+    return head
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memllm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"memllm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_generate_parser(sub)
     adders = (
         ("memllm.trainer.cli", "add_train_parser"),
         ("memllm.memory.cli", "add_memory_parser"),
-        ("memllm.annotators.evidence_eval", "add_evidence_eval_parser"),
+        ("memllm.pipeline.evidence_eval_cli", "add_evidence_eval_parser"),
     )
     for module, adder in adders:
         try:
@@ -239,8 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    quiet = getattr(args, "quiet", False)
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    root = logging.getLogger()
+    if verbose:
+        root.setLevel(logging.INFO)
+        root.removeFilter(BEAM_IMPORT_NOISE)
+    else:
+        root.addFilter(BEAM_IMPORT_NOISE)  # on the logger: Beam logs it on the root logger itself
     logging.getLogger("memllm").setLevel(logging.WARNING if quiet else logging.INFO)
     try:
         if args.command == "generate":

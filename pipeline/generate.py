@@ -30,6 +30,7 @@ from memllm.pipeline.errors import InputError
 from memllm.pipeline.evidence import JudgeEvidence, JudgeEvidenceFn
 from memllm.pipeline.examples import AssignEvidenceFn, BuildReadExamples, BuildWriteExamples, memory_buckets
 from memllm.pipeline.memory_reads import BuildReadExamplesWithMemory, ensure_embedding_memory
+from memllm.pipeline.output_dir import TABLES
 from memllm.pipeline.resume import fingerprint
 from memllm.pipeline.resume import prepare as prepare_resume
 from memllm.pipeline.sinks import SPILL_DIR, WriteShards, WriteStats, clear_spill
@@ -42,8 +43,6 @@ from memllm.schemas.records import (
 )
 
 log = logging.getLogger("memllm")
-
-TABLES = ("memory_write", "memory_read", "documents", "errors", "evidence")
 
 
 @dataclass
@@ -297,6 +296,8 @@ def summary_table(stats: dict, out: str) -> str:
         ("damaged JSON regions", stats.get("input.json_errors", 0)),
         ("memory-write examples", stats.get("memory_write.examples", 0)),
         ("  triples written", stats.get("memory_write.triples", 0)),
+        ("  relations unwritten: same names", stats.get("memory_write.relations_not_written_duplicate_triple", 0)),
+        ("  relations unwritten: no pair", stats.get("memory_write.relations_not_written_no_mention_pair", 0)),
         ("memory-read examples", stats.get("memory_read.examples", 0)),
         ("dead letters written", sum(v for k, v in stats.items() if k.startswith("errors.") and k.endswith(".rows"))),
     ]

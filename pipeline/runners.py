@@ -5,6 +5,9 @@ the local runner) and only fails once workers run: a Dataflow job that writes to
 writes into its workers' disks) after minutes of start-up. `check_runner_options` refuses such
 combinations up front with one line (`InputError`, exit status 2).
 
+An unknown `--runner` is refused the same way, with the list of runners that work (`resolve_runner`); Beam
+itself reads runner names without case and without the `Runner` suffix, and so does memllm.
+
 `--runner DaskRunner` (short or Beam's full name) resolves to `pipeline.dask_runner.DaskRunner`: Beam's
 own DaskRunner loses tagged outputs and skips branches on this pipeline (see that module).
 """
@@ -24,6 +27,19 @@ LOCAL_RUNNERS = {"DirectRunner", "SwitchingDirectRunner", "FnApiRunner", "TestDi
 JOB_SERVICE_RUNNERS = {"PortableRunner", "FlinkRunner", "SparkRunner"}
 REMOTE_WORKER_RUNNERS = {"DataflowRunner", "TestDataflowRunner"}  # workers share no disk with the launcher
 LAUNCHING_RUNNERS = JOB_SERVICE_RUNNERS | REMOTE_WORKER_RUNNERS | {"PrismRunner"}
+KNOWN_RUNNERS = LOCAL_RUNNERS | LAUNCHING_RUNNERS | {"DaskRunner"}
+# what `--runner` accepts, as the one-line error lists it (the Test*/Switching* variants work too)
+SUPPORTED_RUNNERS = (
+    "FnApiRunner",
+    "DirectRunner",
+    "PrismRunner",
+    "DaskRunner",
+    "FlinkRunner",
+    "SparkRunner",
+    "PortableRunner",
+    "DataflowRunner",
+)
+_BY_LOWER = {name.lower(): name for name in KNOWN_RUNNERS}
 
 # option → (runners it applies to, how to say so)
 RUNNER_OPTIONS: dict[str, tuple[set[str], str]] = {
@@ -97,12 +113,37 @@ def runner_kind(runner: str) -> str:
     return "DaskRunner" if name == DASK_RUNNER else name.rsplit(".", 1)[-1]
 
 
+def resolve_runner(runner: str) -> str:
+    """The runner name Beam is given for `runner`: a known name in any case, with or without its `Runner`
+    suffix (as Beam reads it), the Dask names resolved to ours, or the full name of an importable class.
+    Anything else is refused in one line listing the runners that work (Beam would raise a ValueError)."""
+    if runner in RUNNER_ALIASES:
+        return RUNNER_ALIASES[runner]
+    short = _BY_LOWER.get(runner.lower()) or _BY_LOWER.get(runner.lower() + "runner")
+    if short:
+        return RUNNER_ALIASES.get(short, short)
+    module, _, cls = runner.rpartition(".")
+    if module and cls:
+        try:
+            found = getattr(importlib.import_module(module), cls, None) is not None
+        except ImportError:
+            found = False
+        if found:
+            return runner
+    raise InputError(
+        f"--runner {runner}: unknown runner; use one of {', '.join(SUPPORTED_RUNNERS)} (FnApiRunner is the "
+        "default), or the full name of an importable PipelineRunner class"
+    )
+
+
 def register_runner_options(args: list[str]) -> None:
     """Make Beam's parser know the Dask options when they are used (importing dask costs a second)."""
     if not any("dask" in a.lower() for a in args):
         return
-    if importlib.util.find_spec("dask") is None or importlib.util.find_spec("distributed") is None:
-        raise InputError("the DaskRunner needs dask.distributed: pip install 'memllm[dask]'")
+    from memllm.pipeline.extras import missing_extra
+
+    if missing := missing_extra("dask"):
+        raise InputError(missing)
     import apache_beam.runners.dask.dask_runner  # noqa: F401  (declares DaskOptions)
 
 
@@ -114,9 +155,10 @@ def check_runner_options(args: list[str], output: str, inputs: list[str] | None 
     """Resolve the runner name and refuse options that do not apply to it. `args` has a `--runner`."""
     given = _given(args)
     runner = given.get("runner") or ""
-    kind = runner_kind(runner)
-    if runner in RUNNER_ALIASES:
-        args = _with_runner(args, RUNNER_ALIASES[runner])
+    resolved = resolve_runner(runner)
+    kind = runner_kind(resolved)
+    if resolved != runner:
+        args = _with_runner(args, resolved)
     for name, (runners, where) in RUNNER_OPTIONS.items():
         if name in given and kind not in runners:
             raise InputError(f"--{name} applies only to {where}, not to --runner {runner}")
@@ -144,4 +186,4 @@ def _check_dataflow(given: dict[str, str | None], output: str, inputs: list[str]
         raise InputError("the DataflowRunner needs Beam's GCP extra: pip install 'apache-beam[gcp]'")
 
 
-__all__ = ["DASK_RUNNER", "check_runner_options", "register_runner_options", "runner_kind"]
+__all__ = ["DASK_RUNNER", "check_runner_options", "register_runner_options", "resolve_runner", "runner_kind"]

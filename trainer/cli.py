@@ -27,6 +27,17 @@ from memllm.trainer.config import (
 DESCRIPTION = "Finetune a causal LM with a LoRA adapter on memllm shards (memory-write or memory-read)."
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends `(default: ...)` to an option's help where there is a default to show: not for flags (off
+    by default), options without a default (None), or help that already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or isinstance(action.default, bool) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig(data=[], task="write", model="", output=Path("."))  # the defaults, shown in --help
     req = p.add_argument_group("required")
@@ -37,20 +48,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR[:RATE]",
         help="pipeline output (or table) directory; repeat to mix, RATE oversamples (e.g. DIR:2)",
     )
-    req.add_argument("--task", required=True, choices=TASKS)
+    req.add_argument("--task", required=True, choices=TASKS, help="which adapter: memory-write or memory-read")
     req.add_argument("--model", required=True, metavar="PATH_OR_ID", help="base causal LM (local dir or hub id)")
-    req.add_argument("--output", required=True, type=Path, metavar="DIR")
+    req.add_argument(
+        "--output", required=True, type=Path, metavar="DIR", help="directory of the checkpoints and the adapter"
+    )
 
     g = p.add_argument_group("data")
     g.add_argument(
         "--masking",
         choices=MASKING_POLICIES,
         default=d.masking,
-        help="segments: the shards' labels; reference: the reference code's rule (method doc 6.1/6.3)",
+        help="segments: the shards' labels; reference: the reference code's masking rule",
     )
     g.add_argument("--cutoff", type=int, default=d.cutoff, help="max tokens per example, left truncation")
     g.add_argument("--max-triples", type=int, default=d.max_triples, help="drop write examples with >= N triples")
-    g.add_argument("--train-split", default=d.train_split)
+    g.add_argument("--train-split", default=d.train_split, help="split of the shards to train on")
     g.add_argument("--eval-split", default=None, help="default: validation or dev when present; 'none' for none")
     g.add_argument(
         "--eval-fraction",
@@ -69,9 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     g = p.add_argument_group("LoRA")
-    g.add_argument("--lora-r", type=int, default=d.lora_r)
-    g.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
-    g.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+    g.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank")
+    g.add_argument("--lora-alpha", type=int, default=d.lora_alpha, help="LoRA scaling (alpha / r scales the update)")
+    g.add_argument("--lora-dropout", type=float, default=d.lora_dropout, help="dropout on the LoRA input")
     g.add_argument("--target-modules", default=",".join(LORA_TARGETS), help="comma-separated module names")
     g.add_argument(
         "--init-adapter",
@@ -81,16 +94,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=d.learning_rate)
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument(
+        "--lr", "--learning-rate", dest="learning_rate", type=float, default=d.learning_rate, help="peak learning rate"
+    )
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     g.add_argument("--warmup-ratio", type=float, default=None, help="default: 0.01 write, 0.05 read")
-    g.add_argument("--epochs", type=float, default=d.epochs)
+    g.add_argument("--epochs", type=float, default=d.epochs, help="passes over the training data (may be fractional)")
     g.add_argument("--max-steps", type=int, default=d.max_steps, help="> 0 overrides --epochs")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="effective batch (all processes)")
     g.add_argument("--micro-batch-size", type=int, default=d.micro_batch_size, help="per device and step")
-    g.add_argument("--eval-batch-size", type=int, default=None)
+    g.add_argument("--eval-batch-size", type=int, default=None, help="per device (default: --micro-batch-size)")
     g.add_argument("--optim", default=d.optim, help="a transformers optimizer name (adamw_torch_fused on GPUs)")
-    g.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    g.add_argument(
+        "--precision", choices=PRECISIONS, default=d.precision, help="auto: bf16 on GPUs that support it, else fp32"
+    )
     g.add_argument("--attn-implementation", default=None, help="eager, sdpa, flash_attention_2, ...")
     g.add_argument(
         "--packing",
@@ -98,15 +115,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="padding-free packing of each micro batch into one row (with sdpa/eager, attention over the "
         "row grows with its square: large micro batches want flash_attention_2)",
     )
-    g.add_argument("--gradient-checkpointing", action="store_true")
+    g.add_argument(
+        "--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass (less memory)"
+    )
     g.add_argument("--cpu", dest="use_cpu", action="store_true", help="train on the CPU even with a GPU")
 
     g = p.add_argument_group("run")
     g.add_argument("--eval-every", type=float, default=d.eval_every, help="steps, or a fraction (< 1) of them")
     g.add_argument("--save-every", type=float, default=d.save_every, help="steps, or a fraction (< 1) of them")
     g.add_argument("--save-total-limit", type=int, default=None, help="keep only the last N checkpoints")
-    g.add_argument("--logging-steps", type=float, default=d.logging_steps)
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument(
+        "--logging-steps", type=float, default=d.logging_steps, help="log every N steps, or a fraction (< 1) of them"
+    )
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the data order, LoRA init and dropout")
     g.add_argument(
         "--resume",
         nargs="?",
@@ -174,6 +195,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """The subcommand handler: train, or print a one-line error and return 2 for bad input."""
+    from memllm.pipeline.extras import missing_extra
+
+    if missing := missing_extra("train"):  # before importing the recipe, which imports torch
+        print(f"memllm train: error: {missing}", file=sys.stderr)
+        return 2
     from memllm.trainer.recipe import train
 
     try:
@@ -200,7 +226,7 @@ def leave_process_group(wait: bool) -> None:
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `train` on the `memllm` parser; `args.func(args)` then returns the exit code."""
-    p = subparsers.add_parser("train", help=DESCRIPTION, description=DESCRIPTION)
+    p = subparsers.add_parser("train", help=DESCRIPTION, description=DESCRIPTION, formatter_class=HelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run_train)
     return p
@@ -208,6 +234,6 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m memllm.trainer ...`: the same options as `memllm train`."""
-    p = argparse.ArgumentParser(prog="memllm train", description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog="memllm train", description=DESCRIPTION, formatter_class=HelpFormatter)
     add_arguments(p)
     return run_train(p.parse_args(argv))

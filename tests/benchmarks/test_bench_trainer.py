@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from memllm.trainer.tiny import mistral_tokenizer_source
+
+from tests.support.tiny import mistral_tokenizer_source
 
 ROOT = Path(__file__).resolve().parents[2]
 

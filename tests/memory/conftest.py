@@ -1,4 +1,4 @@
-"""Fixtures of the memory tests: embedders with hand-set vectors, the MiniLM model, the shared data."""
+"""Fixtures of the memory tests: embedders with hand-set vectors, the MiniLM model."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
-DEV = SHARED / "data" / "redocred" / "dev_revised.json"
 
 
 class TableEmbedder:
@@ -83,13 +81,6 @@ def minilm(minilm_dir):
     from memllm.memory.embedding import TransformerEmbedder
 
     return TransformerEmbedder(minilm_dir)
-
-
-@pytest.fixture(scope="session")
-def dev_docred() -> Path:
-    if not DEV.is_file():
-        pytest.skip("the shared Re-DocRED dev split is not available")
-    return DEV
 
 
 def stable_sample(items, n: int, salt: str = "") -> list:

@@ -10,9 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from memllm.memory.cli import main
+from memllm.memory.embedding_memory import EmbeddingMemory
 from memllm.schemas.records import WRITE_TRIPLE
 
 from tests.memory.conftest import ROOT
+from tests.support.embedders import HashingEmbedder
 
 # the worked example of method doc §3 as a DocRED document: Carla Fenwick has two mention names
 DOC = {
@@ -31,7 +33,6 @@ DOC = {
     ],
     "labels": [{"h": 0, "t": 1, "r": "P50", "evidence": [0]}, {"h": 1, "t": 2, "r": "P19", "evidence": [1]}],
 }
-HASH = ["--embedding-model", "hashing"]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -46,17 +47,23 @@ def one_line_error(rc: int, err: str, fragment: str) -> None:
 
 
 @pytest.fixture
-def built(tmp_path, capsys):
+def model(minilm_dir) -> list[str]:
+    """The real (offline) MiniLM encoder: the CLI takes a model directory or hub id, never an object."""
+    return ["--embedding-model", str(minilm_dir)]
+
+
+@pytest.fixture
+def built(tmp_path, capsys, model):
     docs = tmp_path / "docs.json"
     docs.write_text(json.dumps([DOC]))
-    rc, out, _ = run(capsys, "build", str(docs), "--memory-path", str(tmp_path / "mem"), *HASH)
+    rc, out, _ = run(capsys, "build", str(docs), "--memory-path", str(tmp_path / "mem"), *model)
     assert rc == 0
     # (Lumen Vale, author, ×2 names of Carla Fenwick) + (×2 names, place of birth, Dunmore)
     assert "4 triples, 4 entities, 2 relations" in out
     return tmp_path / "mem"
 
 
-def test_build_from_docred_and_query(built, capsys):
+def test_build_from_docred_and_query(built, model, capsys):
     rc, out, _ = run(
         capsys,
         "query",
@@ -64,7 +71,7 @@ def test_build_from_docred_and_query(built, capsys):
         ">>place of birth>>Dunmore",
         "--memory-path",
         str(built),
-        *HASH,
+        *model,
         "--preset",
         "exact",
     )
@@ -76,7 +83,7 @@ def test_build_from_docred_and_query(built, capsys):
         "Lumen Vale>>author>>Fenwick",
     ]
     assert lines[3] == ">>place of birth>>Dunmore  (2 hits)"
-    rc, out, _ = run(capsys, "query", "Lumen Vale>>author>>", "--json", "--memory-path", str(built), *HASH)
+    rc, out, _ = run(capsys, "query", "Lumen Vale>>author>>", "--json", "--memory-path", str(built), *model)
     hits = json.loads(out)["hits"]
     assert sorted(h["tail"] for h in hits) == ["Carla Fenwick", "Fenwick"] and {h["score"] for h in hits} == {0.0}
     first = min(h["id"] for h in hits)
@@ -89,12 +96,12 @@ def test_build_from_docred_and_query(built, capsys):
         str(first),
         "--memory-path",
         str(built),
-        *HASH,
+        *model,
     )
     assert [h["id"] for h in json.loads(out)["hits"]] == [max(h["id"] for h in hits)]
 
 
-def test_build_from_parquet_shards_and_stats(tmp_path, capsys):
+def test_build_from_parquet_shards_and_stats(tmp_path, model, capsys):
     shards = tmp_path / "memory_write"
     shards.mkdir()
     row = {
@@ -114,7 +121,7 @@ def test_build_from_parquet_shards_and_stats(tmp_path, capsys):
     )
     pq.write_table(table, shards / "dev-00000-of-00001.parquet")
     mem = str(tmp_path / "mem")
-    rc, out, _ = run(capsys, "build", str(shards), "--memory-path", mem, *HASH, "--batch-size", "1")
+    rc, out, _ = run(capsys, "build", str(shards), "--memory-path", mem, *model, "--batch-size", "1")
     assert rc == 0 and "2 triples, 3 entities, 1 relations" in out
     rc, out, _ = run(capsys, "stats", "--memory-path", mem)
     assert rc == 0
@@ -122,23 +129,24 @@ def test_build_from_parquet_shards_and_stats(tmp_path, capsys):
         "triples    2",
         "entities   3",
         "relations  1",
-        "embedder   hashing-trigrams-384 (384-d)",
+        "embedder   nreimers/MiniLM-L6-H384-uncased (384-d)",
     ]
     assert "memory.sqlite" in out and "entities.index" in out
 
 
-def test_user_errors_are_one_line_and_exit_2(built, tmp_path, capsys):
+def test_user_errors_are_one_line_and_exit_2(built, model, tmp_path, capsys):
     mem = ["--memory-path", str(built)]
-    one_line_error(*run(capsys, "query", "Lumen Vale>>author", *mem, *HASH)[::2], "must have the form")
-    one_line_error(*run(capsys, "query", "a>>r>>b", *mem, *HASH)[::2], "exactly one side empty")
-    one_line_error(*run(capsys, "query", ">>>>x", *mem, *HASH)[::2], "empty relation")
-    one_line_error(*run(capsys, "query", "a>>r>>", "--memory-path", str(tmp_path / "none"), *HASH)[::2], "no memory at")
+    one_line_error(*run(capsys, "query", "Lumen Vale>>author", *mem, *model)[::2], "must have the form")
+    one_line_error(*run(capsys, "query", "a>>r>>b", *mem, *model)[::2], "exactly one side empty")
+    one_line_error(*run(capsys, "query", ">>>>x", *mem, *model)[::2], "empty relation")
+    nowhere = ["--memory-path", str(tmp_path / "none")]
+    one_line_error(*run(capsys, "query", "a>>r>>", *nowhere, *model)[::2], "no memory at")
     one_line_error(*run(capsys, "stats", "--memory-path", str(tmp_path))[::2], "no memory at")
-    one_line_error(*run(capsys, "build", str(tmp_path / "missing.json"), *mem, *HASH)[::2], "no such file")
+    one_line_error(*run(capsys, "build", str(tmp_path / "missing.json"), *mem, *model)[::2], "no such file")
     (tmp_path / "bad.json").write_text('[{"title": 1},')
-    one_line_error(*run(capsys, "build", str(tmp_path / "bad.json"), *mem, *HASH)[::2], "DocRED format")
+    one_line_error(*run(capsys, "build", str(tmp_path / "bad.json"), *mem, *model)[::2], "DocRED format")
     (tmp_path / "broken.json").write_text('[{"title": ')
-    one_line_error(*run(capsys, "build", str(tmp_path / "broken.json"), *mem, *HASH)[::2], "is not JSON")
+    one_line_error(*run(capsys, "build", str(tmp_path / "broken.json"), *mem, *model)[::2], "is not JSON")
     one_line_error(
         *run(capsys, "query", "a>>r>>", *mem, "--embedding-model", str(tmp_path / "no-model"))[::2],
         "embedding model directory not found",
@@ -150,16 +158,10 @@ def test_user_errors_are_one_line_and_exit_2(built, tmp_path, capsys):
     )
 
 
-def test_another_model_is_refused(built, minilm_dir, capsys):
-    rc, _, err = run(
-        capsys,
-        "query",
-        "Lumen Vale>>author>>",
-        "--memory-path",
-        str(built),
-        "--embedding-model",
-        str(minilm_dir),
-    )
+def test_another_model_is_refused(tmp_path, model, capsys):
+    with EmbeddingMemory(tmp_path / "mem", HashingEmbedder()) as memory:
+        memory.add_triples([("Lumen Vale", "author", "Carla Fenwick")])
+    rc, _, err = run(capsys, "query", "Lumen Vale>>author>>", "--memory-path", str(tmp_path / "mem"), *model)
     one_line_error(rc, err, "was built with the embedder hashing-trigrams-384, not nreimers/MiniLM-L6-H384-uncased")
 
 

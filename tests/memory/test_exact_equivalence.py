@@ -1,7 +1,8 @@
 """With thresholds that admit only exact matches, the embedding memory answers exactly like `ExactMemory`.
 
 Built from the gold triples of the Re-DocRED dev split under every head-mention × tail-mention name
-combination (the exact-match memory of the golden data). Expectations come from `ExactMemory`, with two
+combination (the exact-match memory of the golden data; without `../shared`, of the shipped subset:
+tests/data/README.md). Expectations come from `ExactMemory`, with two
 rules derived by hand from the semantics:
 - queries with more than Q_thr + 1 answers: both sides return Q_thr + 1 names (the reference's SQL LIMIT
   picks rows in index order, `ExactMemory` the alphabetically first), ours a subset of all answers;
@@ -17,7 +18,6 @@ from collections import defaultdict
 
 import pytest
 from memllm.memory.base import RESULT_LIMIT
-from memllm.memory.embedding import HashingEmbedder
 from memllm.memory.embedding_memory import EmbeddingMemory
 from memllm.memory.exact import ExactMemory
 from memllm.memory.presets import Thresholds, get_preset
@@ -25,6 +25,7 @@ from memllm.memory.sources import docred_triples, iter_json_documents
 from memllm.schemas.api import Query
 
 from tests.memory.conftest import stable_sample
+from tests.support.embedders import HashingEmbedder
 
 EPS = 1e-6
 
@@ -75,31 +76,44 @@ def check(memory: EmbeddingMemory, triples, queries, twins=None) -> int:
 
 
 @pytest.fixture(scope="module")
-def hashed_dev(dev_docred):
-    triples = dev_triples(dev_docred)
+def hashed_dev(dev):
+    triples = [t for path in dev.inputs for t in dev_triples(path)]
     memory = EmbeddingMemory(None, HashingEmbedder())
     memory.add_triples(triples)
     return memory, triples, sample_queries(triples, 1500)
 
 
+@pytest.fixture
+def graph_search(hashed_dev, monkeypatch):
+    """The vector index module, searching the entity index by its HNSW graph: the whole split's ~8,000
+    entities are past the brute-force size; the shipped subset's ~1,000 are not, so that size is lowered."""
+    from memllm.memory import index
+
+    entities = hashed_dev[0].store.counts()["entities"]
+    if entities <= index.EXACT_BELOW:
+        monkeypatch.setattr(index, "EXACT_BELOW", entities // 4)
+    return index
+
+
 @pytest.mark.parametrize("priority", [True, False])
-def test_tau_just_below_one_equals_exact_memory(hashed_dev, priority):
+def test_tau_just_below_one_equals_exact_memory(hashed_dev, graph_search, priority):
     memory, triples, queries = hashed_dev
     memory.thresholds = Thresholds(1 - EPS, 1 - EPS, 1 - EPS, prioritize_exact=priority)
-    assert memory.store.counts()["entities"] > 4096  # large enough for the HNSW path, not brute force
+    assert memory.store.counts()["entities"] > graph_search.EXACT_BELOW  # the HNSW path, not brute force
     assert check(memory, triples, queries) > 0  # some over-broad queries were compared too
 
 
-def test_exact_preset_equals_exact_memory(hashed_dev):
+def test_exact_preset_equals_exact_memory(hashed_dev, graph_search):
     memory, triples, queries = hashed_dev
+    assert memory.store.counts()["entities"] > graph_search.EXACT_BELOW
     memory.thresholds = get_preset("exact")
     check(memory, triples, queries)
     # every sampled query, and an API-string form of the same queries, gives the same answers
     assert memory.query_names([q.render() for q in queries[:100]]) == memory.query_names(queries[:100])
 
 
-def test_minilm_with_exact_priority_equals_exact_memory(dev_docred, minilm):
-    triples = dev_triples(dev_docred, docs=40)
+def test_minilm_with_exact_priority_equals_exact_memory(dev, minilm):
+    triples = dev_triples(dev.documents, docs=40)  # the same 40 documents in the whole split and the subset
     memory = EmbeddingMemory(None, minilm, thresholds=Thresholds(1 - EPS, 1 - EPS, 1 - EPS, True))
     memory.add_triples(triples)
     names = sorted({x for h, _, t in triples for x in (h, t)})

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from memllm.memory.embedding import CachedEmbedder, HashingEmbedder, fingerprint, same_embedder
+from memllm.memory.embedding import CachedEmbedder, fingerprint, same_embedder
 from memllm.memory.errors import MemoryUsageError
 from memllm.memory.index import EXACT_BELOW, VectorIndex
+
+from tests.support.embedders import HashingEmbedder
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-from memllm.memory.embedding import HashingEmbedder
 from memllm.memory.embedding_memory import ENTITY_INDEX, RELATION_INDEX, EmbeddingMemory
 from memllm.memory.errors import MemoryUsageError
 from memllm.memory.presets import Thresholds, get_preset
@@ -17,6 +16,7 @@ from memllm.memory.store import TripleStore
 from memllm.schemas.api import Query
 
 from tests.memory.conftest import ROOT, TABLE, CountingEmbedder, TableEmbedder
+from tests.support.embedders import HashingEmbedder
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 FUZZY = Thresholds(0.8, 0.8, 0.8, prioritize_exact=False)
@@ -78,7 +78,7 @@ def test_sigkill_inside_a_batch_leaves_none_of_it(tmp_path):
     path = tmp_path / "mem"
     proc = start_writer(f"""
         import time
-        from memllm.memory.embedding import HashingEmbedder
+        from tests.support.embedders import HashingEmbedder
         from memllm.memory.embedding_memory import EmbeddingMemory
 
         class Slow(HashingEmbedder):
@@ -132,7 +132,7 @@ def test_rows_committed_after_the_last_index_save_are_indexed_on_reopen(tmp_path
     path = tmp_path / "mem"
     proc = start_writer(f"""
         import time
-        from memllm.memory.embedding import HashingEmbedder
+        from tests.support.embedders import HashingEmbedder
         from memllm.memory.embedding_memory import EmbeddingMemory
         m = EmbeddingMemory({str(path)!r}, HashingEmbedder())
         m.add_triples([("Barack Obama", "place of birth", "Honolulu")])

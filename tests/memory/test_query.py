@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 from memllm.memory.base import RESULT_LIMIT
-from memllm.memory.embedding import HashingEmbedder
 from memllm.memory.embedding_memory import EmbeddingMemory
 from memllm.memory.errors import MemoryUsageError
 from memllm.memory.exact import ExactMemory
@@ -16,6 +15,7 @@ from memllm.memory.presets import PRESETS, Thresholds, get_preset
 from memllm.schemas.api import Query
 
 from tests.memory.conftest import CountingEmbedder
+from tests.support.embedders import HashingEmbedder
 
 POB = "place of birth"
 

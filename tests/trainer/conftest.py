@@ -25,7 +25,9 @@ from memllm.schemas.records import (
     WriteExample,
     WriteTriple,
 )
-from memllm.trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral
+
+from tests.conftest import import_if_installed
+from tests.support.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -53,7 +55,7 @@ def mistral_tokenizer_dir(tmp_path_factory) -> Path:
     source = mistral_tokenizer_source()
     if source is None:
         pytest.skip("mistral-common (Mistral-7B tokenizer data) is not installed")
-    pytest.importorskip("sentencepiece")
+    import_if_installed("sentencepiece", "converting the Mistral tokenizer")
     work = tmp_path_factory.mktemp("mistral-spm")
     return convert_mistral_tokenizer(source, work, tmp_path_factory.mktemp("mistral-tokenizer"))
 

@@ -59,7 +59,8 @@ def test_loss_falls_on_a_fixed_batch(tmp_path, tiny_mistral, two_writes):
     m = train(config(tmp_path, tiny_mistral, two_writes, max_steps=24, learning_rate=1e-2, warmup_ratio=0.0))
     steps = losses(m)
     assert len(steps) == 24
-    assert steps[24] < 0.5 * steps[1], steps  # from ~ln(32000) = 10.4 to well below
+    # measured: from 10.37 (~ln(32000)) to 2.94, 0.28 of the start
+    assert steps[24] < 0.33 * steps[1], steps
     out = tmp_path / "run"
     for name in (
         "adapter_model.safetensors",
