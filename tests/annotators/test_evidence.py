@@ -56,16 +56,3 @@ def test_validation_set_is_the_papers_and_seeded(dev_docs):
     assert [(c.doc.doc_id, c.label_index, c.sent_id) for c in again] == [
         (c.doc.doc_id, c.label_index, c.sent_id) for c in cands
     ]
-
-
-def test_evidence_eval_prints_the_heuristic_on_dev(capsys):
-    from memllm.pipeline.cli import main
-
-    from tests.conftest import shared_file
-
-    assert main(["evidence-eval", "--input", str(shared_file("redocred", "dev_revised.json"))]) == 0
-    name, n, accuracy, precision, recall, f1 = capsys.readouterr().out.splitlines()[1].split()
-    assert name == "heuristic" and n == "2000"
-    assert float(precision) > float(recall) > 0  # it says Yes at one sentence only; evidence is often several
-    p, r = float(precision), float(recall)
-    assert abs(float(f1) - 2 * p * r / (p + r)) < 2e-3

@@ -1,7 +1,6 @@
 """The LLM evidence judge: candidates, prompt, verdict parse and assignment with hand-written judges, then
 the real SmolLM2-135M as a judge (plumbing, parse and fallback; not accuracy)."""
 
-import json
 from dataclasses import replace
 
 import pytest
@@ -210,22 +209,3 @@ def test_smollm2_prefix_cache_gives_what_the_whole_prompt_gives(smollm2_judge, l
         smollm2_judge.prefix_ids = prefix
     assert cached == whole
     assert judge_all(cands[:1], smollm2_judge)[0].generation == cached[0]
-
-
-def test_evidence_eval_scores_the_llm_beside_the_heuristic(smollm2, tmp_path, capsys):
-    from memllm.pipeline.cli import main
-
-    from tests.conftest import shared_file
-
-    dev = str(shared_file("redocred", "dev_revised.json"))
-    generations = tmp_path / "generations.jsonl"
-    args = ["evidence-eval", "--input", dev, "--positives", "2", "--negatives", "2", "--judge-model", str(smollm2)]
-    assert main([*args, "--judge-max-new-tokens", "3", "--generations", str(generations)]) == 0
-    header, heuristic, llm = capsys.readouterr().out.splitlines()
-    assert header.split()[:2] == ["judge", "n"]
-    assert heuristic.split()[:2] == ["heuristic", "4"] and llm.split()[:2] == ["llm", "4"]
-    rows = [json.loads(line) for line in generations.read_text().splitlines()]
-    assert [r["is_evidence"] for r in rows] == [True, True, False, False]
-    assert all(r["verdict"] == parse_verdict(r["generation"]) for r in rows)
-    assert main(["evidence-eval", "--input", dev, "--judge", "llm", "--judge-model", str(tmp_path / "nope")]) == 2
-    assert capsys.readouterr().err.strip().endswith("no such model directory")

@@ -73,7 +73,10 @@ def test_stop_words_and_lower_case_matches(nlp):
     assert got["US"][0] == "Q30" and got["U.S."][0] == "Q30"
     assert "It" not in got and "us" not in got  # stop words: only upper-case acronyms are names
     assert got["manganese"][0] == "Q42"  # a lower-case KB name matches where the text has its exact case
-    assert "Manganese" not in linked(nlp, "The steel has MANGANESE traces.")
+    # the match is case-insensitive for text that is not all lower case ...
+    assert linked(nlp, "The steel has MANGANESE traces.") == {"MANGANESE": ("Q42", "exact")}
+    # ... but lower-case text matches only a KB name of that exact case
+    assert linked(nlp, "He moved to salt lake city and then to Salt Lake City.") == {"Salt Lake City": ("Q41", "exact")}
 
 
 def test_dates_win_over_names_and_years_inside_names_are_not_dates(nlp):

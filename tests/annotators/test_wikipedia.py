@@ -114,7 +114,7 @@ def test_config_is_checked():
 
 
 def test_redocred_dev_articles_against_gold_facts(nlp):
-    """The first 40 dev documents as raw text: the issue's targets (recall ≥ 0.70, precision ≥ 0.80) hold."""
+    """The first 40 dev documents as raw text, linked against the dev KB: the facts found against the gold."""
     import pyarrow.parquet as pq
 
     rows = pq.read_table(shared_file("wikipedia", "redocred_dev_as_wikipedia.parquet")).slice(0, 40).to_pylist()
@@ -131,4 +131,7 @@ def test_redocred_dev_articles_against_gold_facts(nlp):
         pred = set().union(*map(facts, docs))
         want = {(s, p, o if isinstance(o, str) else time_key(o["time"], o["precision"])) for s, p, o in g["facts"]}
         tp, n_pred, n_gold = tp + len(pred & want), n_pred + len(pred), n_gold + len(want)
-    assert tp / n_gold >= 0.70 and tp / n_pred >= 0.80, (tp, n_pred, n_gold)
+    # measured (deterministic for a given spaCy model): 1,371 of 1,463 gold facts found (recall 0.937), 1,371 of
+    # 1,380 predicted facts right (precision 0.993)
+    assert n_gold == 1463
+    assert tp / n_gold >= 0.93 and tp / n_pred >= 0.985, (tp, n_pred, n_gold)

