@@ -9,7 +9,8 @@ file reaches `--mb` MiB (default 200), named `train_distant_*.json` so the pipel
 Reported: documents/s, peak RSS of the process tree, CPU seconds of each process (are both workers busy?),
 and checks that every relation got exactly one evidence sentence (`evidence.heuristic.assigned`).
 
-Run from the repository root:  python benchmarks/bench_distant.py [--mb 200] [--keep]
+Run from the repository root:
+    python benchmarks/bench_distant.py [--input DATA/redocred/dev_revised.json] [--mb 200] [--keep]
 """
 
 from __future__ import annotations

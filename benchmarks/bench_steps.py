@@ -4,12 +4,12 @@ Times, per document of Re-DocRED dev replicated to N (default 2,000), best of `-
 scanning the JSON, `parse_document`, the memory-write builder with `to_row`, Algorithm 1 with an in-process
 `ExactMemory` and `to_row`, the reader's stream replay (`advance_reference_rng` over every record), and the
 shard writer (`write_parquet_file` on the memory-write rows, as a shard gets them: slices of chunks in
-shuffled order). The machine's speed drifts by ±15% within minutes, so with several `--code` checkouts the
+shuffled order). A shared machine's speed can drift by ±15% within minutes, so with several `--code` checkouts the
 runs alternate, round after round, each in its own process importing that checkout's modules.
 
-    python benchmarks/bench_steps.py                                   # this checkout
-    git worktree add /tmp/memllm-old <commit>
-    python benchmarks/bench_steps.py --code /tmp/memllm-old --code . --rounds 2
+    python benchmarks/bench_steps.py [--input DATA/redocred/dev_revised.json]   # this checkout
+    git worktree add OLD_CHECKOUT COMMIT
+    python benchmarks/bench_steps.py --code OLD_CHECKOUT --code . --rounds 3
 """
 
 from __future__ import annotations
@@ -23,28 +23,48 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# Runs this script with a checkout's modules first on the path (the script itself may not exist there).
-BOOT = "import runpy, sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0])"
+# Runs this script (the script itself may not exist in the checkout) with the checkout's modules: `memllm`
+# becomes a package over the checkout's folders, so `memllm.annotators` is the checkout's `annotators/` and
+# not the installed (possibly editable) copy; checkouts from before the `memllm` package layout use the
+# top-level names, first on sys.path.
+BOOT = """import os, runpy, sys, types
+root = sys.argv[1]
+sys.path.insert(0, root)
+package = types.ModuleType("memllm")
+package.__path__ = [os.path.join(root, "memllm"), root]
+sys.modules["memllm"] = package
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], init_globals={"CHECKOUT": root}, run_name="__main__")
+"""
 STEPS = ("scan", "parse", "write+row", "read+row", "replay", "shard")
 
 
 def measure(path: Path, repeat: int) -> dict[str, float]:
-    """ms per document of each step, best of `repeat`, with the modules of the checkout first on sys.path."""
+    """ms per document of each step, best of `repeat`, with the modules of the checkout (see BOOT)."""
+    import importlib
     import random
 
     import pyarrow as pa
-    from memllm.annotators.docred import scan_json_records
-    from memllm.annotators.read_examples import build_read_examples, gold_triples
-    from memllm.annotators.relation_labels import property_labels
-    from memllm.annotators.write_examples import advance_reference_rng, build_write_examples, reference_rng
-    from memllm.memory.exact import ExactMemory
-    from memllm.pipeline.sinks import write_parquet_file
-    from memllm.schemas.records import MEMORY_WRITE_SCHEMA
+
+    root = Path(globals().get("CHECKOUT") or HERE.parent)
+    prefix = "memllm." if (root / "memllm").is_dir() else ""  # older checkouts: top-level names
+
+    def mod(name: str):
+        return importlib.import_module(prefix + name)
+
+    docred, reads, writes = mod("annotators.docred"), mod("annotators.read_examples"), mod("annotators.write_examples")
+    scan_json_records, parse_document = docred.scan_json_records, docred.parse_document
+    build_read_examples, gold_triples = reads.build_read_examples, reads.gold_triples
+    property_labels = mod("annotators.relation_labels").property_labels
+    advance_reference_rng, build_write_examples = writes.advance_reference_rng, writes.build_write_examples
+    reference_rng = writes.reference_rng
+    ExactMemory = mod("memory.exact").ExactMemory
+    write_parquet_file = mod("pipeline.sinks").write_parquet_file
+    MEMORY_WRITE_SCHEMA = mod("schemas.records").MEMORY_WRITE_SCHEMA
 
     labels = property_labels()
     with open(path, "rb") as f:
         raw = [r.value for r in scan_json_records(f)]
-    from memllm.annotators.docred import parse_document
 
     def parse_all():
         return [
@@ -104,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="passes per step; the best is kept (default 3)")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds over the checkouts (default 1)")
     ap.add_argument("--code", action="append", type=Path, help="a checkout to time (repeatable; default: this one)")
+    ap.add_argument("--input", type=Path, help="DocRED-format JSON array to replicate (default: Re-DocRED dev)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: one measurement, as JSON
     args = ap.parse_args(argv)
     if args.measure:
@@ -112,13 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     from bench_docred import DEFAULT_INPUT, replicate, scratch_dir
 
-    if not DEFAULT_INPUT.is_file():
-        print(f"input not found: {DEFAULT_INPUT} (the Re-DocRED dev split)", file=sys.stderr)
+    source = args.input or DEFAULT_INPUT
+    if not source.is_file():
+        print(f"input not found: {source} (the Re-DocRED dev split; pass --input FILE)", file=sys.stderr)
         return 2
     checkouts = [c.resolve() for c in (args.code or [HERE.parent])]
     with scratch_dir("memllm-steps-", keep=False) as tmp:
         path = tmp / f"dev_revised_x{args.docs}.json"
-        replicate(DEFAULT_INPUT, path, args.docs)
+        replicate(source, path, args.docs)
         print(f"{'checkout':40s} " + " ".join(f"{s:>9s}" for s in STEPS) + "   (ms per document)")
         for _ in range(args.rounds):
             for code in checkouts:
@@ -134,5 +156,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ in ("__main__", "<run_path>"):
+if __name__ == "__main__":
     sys.exit(main())

@@ -10,13 +10,20 @@ step time, tokens/s (all real tokens, and the trained ones), the share of paddin
 
     python benchmarks/bench_trainer.py                          # CPU, tiny random Mistral, real tokenizer
     python benchmarks/bench_trainer.py --data OUT --micro-batch-size 3 --accumulation 4   # real shards
-    python benchmarks/bench_trainer.py --device cuda --bf16 --mistral-7b-config --micro-batch-size 3 \
-        --accumulation 32 --packed-micro-batch-size 12 --steps 3 --warmup 1 --data OUT  # MemLLM's batch 96
-    python benchmarks/bench_trainer.py --model PATH --device cuda --bf16
+    # Mistral-7B architecture (random weights) on one GPU, MemLLM's effective batch of 96:
+    python benchmarks/bench_trainer.py --model TOKENIZER_DIR --mistral-7b-config --device cuda --bf16 \
+        --data OUT --steps 6 --warmup 2 --attn-implementation sdpa --task write --micro-batch-size 3 \
+        --accumulation 32 --packed-micro-batch-size 12
+    python benchmarks/bench_trainer.py --model TOKENIZER_DIR --mistral-7b-config --device cuda --bf16 \
+        --data OUT --steps 6 --warmup 2 --attn-implementation sdpa --task read --micro-batch-size 2 \
+        --accumulation 48 --packed-micro-batch-size 12
+    python benchmarks/bench_trainer.py --model MODEL_DIR --device cuda --bf16   # a real model's weights
 
-`--mistral-7b-config --layers N` keeps Mistral-7B's widths with N of its 32 layers (a smaller device, or a
-check of that code path on CPU, in fp32: on a CPU without bf16 units two steps of the 1-layer model had
-not finished after 16 minutes in bf16, and took 2 minutes in fp32).
+`OUT` is a `memllm generate` output directory; with `--mistral-7b-config`, `--model` supplies only the
+tokenizer (without it, Mistral-7B-v0.1's from `mistral-common`). `--mistral-7b-config --layers N` keeps
+Mistral-7B's widths with N of its 32 layers (a smaller device, or a check of that code path on CPU in fp32:
+a CPU without bf16 units runs bf16 many times slower, over 16 minutes for two steps of the 1-layer model
+against 2 minutes in fp32).
 With SDPA or eager attention a packed micro batch is one row under a block-diagonal mask, so attention costs
 the square of the packed length: large `--packed-micro-batch-size` wants `--attn-implementation
 flash_attention_2` (sequence boundaries, no mask).
@@ -42,7 +49,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from memllm.schemas.records import MEMORY_WRITE_SCHEMA, DocRef, WriteExample, WriteTriple  # noqa: E402
-from memllm.trainer.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral  # noqa: E402
+
+from tests.support.tiny import convert_mistral_tokenizer, mistral_tokenizer_source, save_tiny_mistral  # noqa: E402
 
 WORDS = (
     "the of and in a to was is for as by with on at from his an which that first also film album "

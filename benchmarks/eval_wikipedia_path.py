@@ -21,7 +21,10 @@ Speed, side by side in one process on the same texts: words/s of `nlp.pipe` alon
 components) and of the whole `WikipediaAnnotator.annotate`, per CPU second of this process (per core; the
 machine may be shared) and per wall second.
 
-    python benchmarks/eval_wikipedia_path.py [--shared ../shared/data] [--limit N] [--batch-size 64]
+    python benchmarks/eval_wikipedia_path.py [--shared DATA] [--limit N] [--batch-size 64] [--fuzzy-threshold 90]
+
+`DATA` is the directory holding `wikipedia/`, `kb/` and `redocred/` (default: `shared/data` beside the
+repository).
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def score(results, gold, half: list[int]) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="the data directory")
     ap.add_argument("--limit", type=int, default=None, help="first N documents only")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--fuzzy-threshold", type=float, default=AnnotationConfig.fuzzy_threshold)
