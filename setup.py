@@ -8,13 +8,13 @@ from setuptools import find_packages, setup
 
 # The repository keeps one top-level folder per part; installed, each lives under the one name `memllm`
 # (`memllm.pipeline`, ...), since generic top-level names collide with other distributions.
-PARTS = ["schemas", "annotators", "memory", "pipeline", "trainer"]
+PARTS = ["schemas", "annotators", "memory", "pipeline", "trainer", "runtime"]
 PACKAGES = ["memllm"] + [
     f"memllm.{name}" for part in PARTS for name in [part, *(f"{part}.{sub}" for sub in find_packages(part))]
 ]
 PACKAGE_DIR = {"memllm": "memllm", **{f"memllm.{part}": part for part in PARTS}}
 
-# Pins that must hold together (see DESIGN.md "Beam: runners and IO"): pyarrow 24-25, numpy < 2.5,
+# Pins that must hold together (see docs/design.md "Beam: runners and IO"): pyarrow 24-25, numpy < 2.5,
 # protobuf < 7. Never Beam's [torch]/[transformers]/[ml-cpu]/[dill]/[dataframe] extras.
 BASE = [
     "apache-beam>=2.77,<3",

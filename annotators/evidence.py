@@ -1,4 +1,4 @@
-"""Evidence sentences for relations that have none (method doc §5), so each fact is written once.
+"""Evidence sentences for relations that have none (docs/method.md §5), so each fact is written once.
 
 Memory-write examples place a relation at its evidence sentences; a relation with empty evidence is
 considered at *every* sentence (the reference's treatment, `--evidence keep`). Re-DocRED's added relations

@@ -1,4 +1,4 @@
-"""Evidence for evidence-less relations from an LLM judge, with the reference's fallback (method doc §5).
+"""Evidence for evidence-less relations from an LLM judge, with the reference's fallback (docs/method.md §5).
 
 1. Candidates (§5 step 1): every evidence-less relation at every sentence that holds a mention of one of
    its two entities when both have been mentioned at or before it. Each candidate names one mention pair

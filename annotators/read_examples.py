@@ -1,4 +1,4 @@
-"""Memory-read examples: the paper's Algorithm 1, reference-faithful (method doc §6.2).
+"""Memory-read examples: the paper's Algorithm 1, reference-faithful (docs/method.md §6.2).
 
 Split in two so the memory lookup can happen in between, anywhere (an in-process memory, a Beam join):
 - `plan_reads(doc)` — steps 1-5 and the "already in the text" check: the document's target groups in
@@ -8,7 +8,7 @@ Split in two so the memory lookup can happen in between, anywhere (an in-process
   included, their priorities, the read points, and the examples.
 `build_read_examples(doc, memory)` runs both around any `memory.Memory`.
 
-Every quirk of the reference is kept, on purpose (golden data, `../shared/data/golden/`): the target is the
+Every quirk of the reference is kept, on purpose (checked against the reference's outputs): the target is the
 first mention at which both arguments of a relation have been seen, each relation queries once; groups merge
 by (sentence, span) of the target and collapse a repeated (source name, relation) only when it is the last
 one appended; SKIP_QUERIES on the masked query; inclusion at <= Q_thr results but selection at < Q_thr;

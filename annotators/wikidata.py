@@ -5,7 +5,7 @@ The dump (`latest-all.json.gz`) is a JSON array with one entity per line, each l
 in parallel. Kept: the English label and aliases (`mul`, Wikidata's language-neutral default, as a
 fallback), and every claim of a chosen property whose value is an item (`Q…`) or a point in time. Time
 values become one string, `TIME/PRECISION` (`+1963-03-13T00:00:00Z/11`), the `kb_id` format of TIME
-entities (DESIGN.md); fields finer than the precision are zeroed, since the dump writes year-precision
+entities (docs/design.md); fields finer than the precision are zeroed, since the dump writes year-precision
 dates both as `+2002-00-00…` and `+2002-01-01…`.
 
 Not kept: other datatypes (strings, quantities, coordinates, …), `novalue`/`somevalue` snaks and claims

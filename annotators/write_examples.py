@@ -1,4 +1,4 @@
-"""Memory-write examples: one per sentence, the triples a reader learns at that sentence (method doc §6.1).
+"""Memory-write examples: one per sentence, the triples a reader learns at that sentence (docs/method.md §6.1).
 
 Reference-faithful: a relation is considered at sentence i when i is in its evidence or its evidence is
 empty; it is written there with the first mention pair (in a shuffled order) that has one mention in

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from memllm.schemas.api import Query
 
-Q_THR = 30  # the paper's Q_thr: a query with more results than this is unspecific (method doc §2.2)
+Q_THR = 30  # the paper's Q_thr: a query with more results than this is unspecific (docs/method.md §2.2)
 RESULT_LIMIT = Q_THR + 1
 
 

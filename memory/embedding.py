@@ -1,6 +1,6 @@
 """Embedders for entity and relation strings: L2-normalised float32 vectors, so inner product = cosine.
 
-- `TransformerEmbedder`: the reference's Contriever embedding (method doc §2.1): masked mean pooling over
+- `TransformerEmbedder`: the reference's Contriever embedding (docs/method.md §2.1): masked mean pooling over
   the last hidden state of any transformers encoder, inputs truncated to 128 tokens, batched. Real runs use
   `facebook/contriever-msmarco` (loaded with `from_pretrained`, from the HF cache or a local copy); tests use
   the all-MiniLM-L6-v2 directory. We normalise (the reference lets hnswlib's cosine space do it), which

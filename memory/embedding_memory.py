@@ -1,6 +1,6 @@
 """`EmbeddingMemory`: the store, two vector indexes and an embedder, with the reference's query semantics.
 
-A query `(s, r, ?)` / `(?, r, o)` is answered as in method doc §2.2 (`query_relationship`):
+A query `(s, r, ?)` / `(?, r, o)` is answered as in docs/method.md §2.2 (`query_relationship`):
 entity candidates are the stored entities among the k_e = min(300, n) nearest to the known entity with
 distance < 1 − τe; relation candidates likewise with k_t = min(25, n) and 1 − τt; every (entity, relation)
 pair whose mean distance is < 1 − τr contributes up to Q_thr + 1 = 31 triples (SQL LIMIT, no ORDER BY);

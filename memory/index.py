@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from memllm.memory.errors import MemoryUsageError
 
-M, EF_CONSTRUCTION, EF_SEARCH = 20, 200, 300  # the reference's hnswlib settings (method doc §2.1)
+M, EF_CONSTRUCTION, EF_SEARCH = 20, 200, 300  # the reference's hnswlib settings (docs/method.md §2.1)
 FIRST_K, FIRST_EF = 16, 32  # the adaptive first pass (see the module docstring)
 # up to this many vectors a search is exact brute force: as fast as the graph at that size, and immune to
 # HNSW's blind spots (in a test, a graph over many identical vectors stranded the one other vector)

@@ -1,8 +1,8 @@
 """Query thresholds, named after the paper's symbols, and the reference's values per context.
 
 The paper states thresholds as cosine similarities (τe, τt, τr); the reference code uses cosine distances
-(`dist_thr`, `dist_rel_thr`, `q_thr`), with distance = 1 − τ (method doc §2.2, table "Code values by
-context"). `Thresholds` takes similarities and exposes the distances the search compares against:
+(`dist_thr`, `dist_rel_thr`, `q_thr`), with distance = 1 − τ (docs/method.md §2.2, the table of
+presets). `Thresholds` takes similarities and exposes the distances the search compares against:
 
 - an entity is a candidate if its distance to the query entity is < 1 − τe (among its k_e = 300 nearest),
 - a relation is a candidate if its distance to the query relation is < 1 − τt (among its k_t = 25 nearest),

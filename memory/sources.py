@@ -3,7 +3,7 @@
 - `parquet_triples`: the `triples` column of memory_write shards (list<struct<head, relation, tail, ...>>).
 - `docred_triples`: the gold triples of DocRED-format documents under every combination of head mention
   name × tail mention name, relation = the English Wikidata label: the exact-match memory the golden data
-  was made with (DESIGN.md "Memory-read examples at scale"). JSON arrays are streamed, never loaded whole.
+  was made with (docs/design.md "Memory-read examples at scale"). JSON arrays are streamed, never loaded whole.
 
 What it doesn't do: validate documents (the pipeline's `annotators` does), write anything.
 """

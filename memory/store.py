@@ -1,4 +1,4 @@
-"""`TripleStore`: the entity, relation and triple tables of the memory (method doc §2.1), in one SQLite file.
+"""`TripleStore`: the entity, relation and triple tables of the memory (docs/method.md §2.1), in one SQLite file.
 
 What it does: the reference's three tables and uniqueness rules (an entity or relation string is stored once;
 a repeated triple is a no-op), batched writes that are all-or-nothing, deletion, an `overwrite` write mode
@@ -242,7 +242,7 @@ class TripleStore:
     def conflicting_ids(self, head: str, relation: str, tail: str) -> list[int]:
         """Ids of stored triples with this head and relation but another tail (what `overwrite` deletes).
 
-        The zsRE evaluation excludes these at read time instead of deleting them (method doc §10.4).
+        The zsRE evaluation excludes these at read time instead of deleting them (docs/method.md §10.4).
         """
         return [
             i

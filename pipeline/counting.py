@@ -3,7 +3,7 @@
 Every step counts what it kept, changed and rejected. Beam `Metrics` alone would do on the local runner,
 but some runners report none (the DaskRunner), so each `CountingDoFn` also emits its per-bundle totals as a
 small `counts` output; the pipeline sums them into `stats.json`, which is therefore right on every runner.
-Dead letters are plain dicts `{"source", "record", "step", "reason"}` (DESIGN.md output layout).
+Dead letters are plain dicts `{"source", "record", "step", "reason"}` (docs/design.md "Output layout").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Reading DocRED-format files in Beam: index each file once, then read its chunks in parallel.
 
 A JSON array cannot be split by byte offset blindly, and `Reshuffle`-ing decoded documents holds them all
-in the runner's memory. So the work is split in two (DESIGN.md, beam-runners.md §3):
+in the runner's memory. So the work is split in two (docs/design.md "Beam: runners and IO"):
 1. `IndexJsonFile` streams a whole file once (one worker per file) and emits small chunk descriptors:
    byte range, index of the first record, and the reference RNG state at that record (so memory-write
    examples replay the reference's mention-pair choices, see `annotators.write_examples`). Damaged JSON

@@ -2,7 +2,7 @@
 
 `JudgeEvidenceFn` holds one judge per worker process: it is loaded on the first batch that has something
 to judge (a run without evidence-less relations never loads a model) through a `Shared` handle, so the
-DoFn instances of one process share one copy (DESIGN.md "Models in workers"). Each `DocumentBatch` goes
+DoFn instances of one process share one copy (docs/design.md "Models in workers"). Each `DocumentBatch` goes
 to the judge at once (the judge batches by length), and comes back with evidence assigned. A side output
 carries one `evidence/` row per judged candidate: the prompt, the generation, the verdict and whether
 that sentence became evidence by the fallback.

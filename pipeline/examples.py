@@ -3,7 +3,7 @@
 Every step takes a `DocumentBatch` (one input chunk) and calls the annotators once per document; a document
 that fails becomes a dead letter with the reason, the rest of its batch goes on.
 
-The read examples follow DESIGN.md "Memory-read examples at scale": no worker holds all triples.
+The read examples follow docs/design.md "Memory-read examples at scale": no worker holds all triples.
 1. The exact-match memory is the input's gold triples under every mention-name combination, keyed by
    `(known name, relation, asked side)`. Every query a document can ask is one of its *own* keys (a
    source is a mention of the other argument of one of its relations), so a batch sends, per memory

@@ -1,7 +1,7 @@
 """Memory-read examples against a stored embedding memory (`--memory embedding`).
 
 The exact-match memory is a join (pipeline.examples); an embedding memory cannot be: a query finds stored
-triples by vector similarity, not by key. DESIGN.md "Memory-read examples at scale", step 2: each worker
+triples by vector similarity, not by key. docs/design.md "Memory-read examples at scale", step 2: each worker
 opens the memory once (`DoFn.setup`), never as a side input, and each batch asks all its documents'
 queries in one call (one embedding pass, one index search per side).
 

@@ -1,7 +1,7 @@
 """Sinks: deterministic Parquet / JSONL shards, and `stats.json`.
 
 Shards are written by our own writer, not `WriteToParquet` (random shard assignment per run, empty shards,
-nothing at all on the DaskRunner; see DESIGN.md): a row goes to shard `crc32(id) % N` of its split, where
+nothing at all on the DaskRunner; see docs/design.md): a row goes to shard `crc32(id) % N` of its split, where
 N = ceil(rows in the split / rows_per_shard) is computed from the data; a `GroupByKey` gathers a shard,
 its rows are sorted by id and written to a temporary name, then renamed. Same input, same bytes, on every
 runner. Every shard `0..N-1` is written, empty ones included, so the `-of-N` names are always complete.

@@ -1,6 +1,6 @@
 """The MemLLM API strings: constants, render and parse functions.
 
-These strings are what the models read and emit (method doc §3). Everything that produces or consumes
+These strings are what the models read and emit (docs/method.md §3). Everything that produces or consumes
 API text goes through this module, so the exact bytes live in one place. Parsing is strict where the
 format is ours (training data) and lenient where a model produced it (`parse_write_call` keeps only
 well-formed `h>>r>>t` items, as the reference controller does).
@@ -142,7 +142,7 @@ def render_read_call(queries: Sequence[Query]) -> str:
 def union_results(query_results: Sequence[Sequence[str]]) -> list[str]:
     """The read's result list: the union over all queries, first occurrence wins.
 
-    The reference joins a Python `set` (order differs per process, method doc §11.8); we keep the order of
+    The reference joins a Python `set` (order differs per process, docs/method.md §11.8); we keep the order of
     the queries and of each (sorted) result list so the same example always renders the same bytes.
     """
     return list(dict.fromkeys(itertools.chain.from_iterable(query_results)))

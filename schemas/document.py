@@ -61,7 +61,7 @@ class Document:
         return DocRef(self.source, self.split, self.doc_id, self.doc_index, self.title)
 
     def to_row(self) -> dict:
-        """A row of the `documents` table (DESIGN.md)."""
+        """A row of the `documents` table (docs/design.md)."""
         row = self.ref.common(self.doc_id)
         row.update(
             sents=self.sents,

@@ -1,6 +1,6 @@
 """Example records (memory-write, memory-read) and the pyarrow schemas of every output table.
 
-The column names and types are the contract of DESIGN.md "Example records": trainers (ours, TRL,
+The column names and types are the contract of docs/design.md "Example records": trainers (ours, TRL,
 axolotl) and tests rely on them. A record knows how to render its own `segments`; `to_row()` gives the
 dict that is written to Parquet.
 """
@@ -79,7 +79,7 @@ DOCUMENTS_SCHEMA = pa.schema(
     ]
 )
 
-# Dead letters (written as JSONL, DESIGN.md output layout); `split` is the split of the input file.
+# Dead letters (written as JSONL, docs/design.md "Output layout"); `split` is the split of the input file.
 ERRORS_SCHEMA = pa.schema(
     [("source", pa.string()), ("record", pa.string()), ("step", pa.string()), ("reason", pa.string())]
     + [("split", pa.string())]

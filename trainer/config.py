@@ -1,6 +1,6 @@
 """The training configuration: every knob of `memllm train`, with MemLLM's published values as defaults.
 
-Defaults follow the method doc §7 (the reference training scripts): LoRA r 16 / alpha 8 / dropout 0.1 on
+Defaults follow docs/method.md §7 (the reference training scripts): LoRA r 16 / alpha 8 / dropout 0.1 on
 all projections and `lm_head` with `bias="lora_only"`, AdamW, lr 2e-5, weight decay 0.001, warmup ratio 0.01
 (write) or 0.05 (read), 2 epochs, effective batch 96, cutoff 1024 with left truncation.
 `TrainConfig.resolved()` fills the task-dependent values; `to_json()` is `OUTPUT/train_config.json`.
@@ -59,7 +59,7 @@ class TrainConfig:
     # --- data and tokenization ---
     masking: str = "segments"  # `segments`: the shards' labels; `reference`: the reference code's token rule
     cutoff: int = 1024  # max tokens per example (BOS and EOS included); longer ones lose their left part
-    max_triples: int = 32  # write examples with this many triples or more are dropped (method doc §6.1.7)
+    max_triples: int = 32  # write examples with this many triples or more are dropped (docs/method.md §6.1.7)
     train_split: str = "train"
     eval_split: str | None = None  # None: `validation` or `dev` when present; "none": no eval split
     eval_fraction: float = 0.0  # hold out this fraction of training documents when there is no eval split

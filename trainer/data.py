@@ -1,7 +1,7 @@
 """Find, check, load, tokenize and mix the shards of one task.
 
 A `--data` directory is either a pipeline output (`OUT/`, holding `memory_write/` and `memory_read/`) or one
-table directory. Shards are `<split>-0000k-of-0000N.parquet` (DESIGN.md "Output layout"). Everything that can
+table directory. Shards are `<split>-0000k-of-0000N.parquet` (docs/design.md "Output layout"). Everything that can
 be wrong with the input (no shards, missing shards, wrong schema, no training split) is found here from the
 Parquet footers alone, before a model is loaded. Loading goes through `datasets.load_dataset("parquet")`:
 memory-mapped Arrow by default (large inputs do not need RAM), or streaming with `--streaming`.

@@ -1,6 +1,6 @@
 """The model: load the base causal LM, fit its embeddings to the tokenizer, wrap it in a LoRA adapter.
 
-LoRA follows the reference (method doc §7): r 16, alpha 8, dropout 0.1, `bias="lora_only"`, on the attention
+LoRA follows the reference (docs/method.md §7): r 16, alpha 8, dropout 0.1, `bias="lora_only"`, on the attention
 and MLP projections and `lm_head`. When the tokenizer had to grow (a vocabulary without `({`, `})` or `-->`;
 not Mistral's), the embedding matrix is resized and only the new rows are trained, through PEFT's
 `trainable_token_indices`; the output side learns them through the `lm_head` LoRA.

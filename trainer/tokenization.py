@@ -11,7 +11,7 @@ markers, which are special tokens, so no token straddles a trained/untrained bou
 Masking policies:
 - `segments` (default): the shards' `label`s: write trains `({MEM_WRITE-->...})` + EOS; read trains
   `preapi_text`, the query call and the continuation (+ `({`), not the memory's results.
-- `reference`: the reference code's token rule (method doc §6.1, §6.3): write trains from the third `({`
+- `reference`: the reference code's token rule (docs/method.md §6.1, §6.3): write trains from the third `({`
   through EOS; read trains everything in a document's first example (`pre_text == ""`) and only what follows
   the first `})` in later ones. The rule is applied before truncation, so a long context cannot move it.
 
@@ -132,7 +132,7 @@ def char_span_labels(text: str, segments: list[dict], offsets: np.ndarray) -> np
 
 
 def reference_labels(ids: list[int], task: str, first_of_doc: bool, start_id: int, end_id: int) -> np.ndarray:
-    """The reference code's token rule (method doc §6.1 / §6.3), over the ids without BOS/EOS."""
+    """The reference code's token rule (docs/method.md §6.1 / §6.3), over the ids without BOS/EOS."""
     arr = np.asarray(ids)
     out = np.zeros(len(arr), dtype=bool)
     if task == "write":

@@ -1,7 +1,7 @@
 """Writes `sample_docred.json`, the DocRED-format sample `memllm generate` runs on with no --input.
 
 Nine invented documents (no real data), each exercising rules of the example builders:
-0 the method doc's worked example (targets 2019, Carla Fenwick, Dunmore, Ireland, Harbor Lane Press);
+0 the worked example of docs/method.md §3 (targets 2019, Carla Fenwick, Dunmore, Ireland, Harbor Lane Press);
 1 a relation whose only evidence sentence names its entities by pronoun (never written);
 2 empty evidence (written at every eligible sentence) and aliases (two queries for one target);
 3 a HEAD read, plus a skipped (?, country of citizenship, X) query on the same target;

@@ -1,4 +1,4 @@
-"""Algorithm 1: the method doc's trace, each quirk on a hand-made case, and the reference's golden output."""
+"""Algorithm 1: the trace of docs/method.md §6.2, each quirk on a hand-made case, and the reference's golden output."""
 
 import collections
 import json

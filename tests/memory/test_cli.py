@@ -16,7 +16,7 @@ from memllm.schemas.records import WRITE_TRIPLE
 from tests.memory.conftest import ROOT
 from tests.support.embedders import HashingEmbedder
 
-# the worked example of method doc §3 as a DocRED document: Carla Fenwick has two mention names
+# the worked example of docs/method.md §3 as a DocRED document: Carla Fenwick has two mention names
 DOC = {
     "title": "Lumen Vale",
     "sents": [

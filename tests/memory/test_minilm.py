@@ -1,6 +1,6 @@
 """Alias search with a real encoder (all-MiniLM-L6-v2; real runs use Contriever, calibrated differently).
 
-Cosines measured for this model (reference/offline-models.md (b)): Obama–Barack Obama 0.94,
+Cosines measured for this model: Obama–Barack Obama 0.94,
 born in–place of birth 0.72, U.S.–United States 0.88. Expectations follow from those and the thresholds.
 """
 
@@ -56,7 +56,7 @@ def test_obama_finds_barack_obama(memory):
 
 
 def test_us_alias_is_recorded(memory):
-    # method doc §12.17 asks to record it: U.S. is 0.12 from United States with this model, so it is
+    # docs/method.md §12.17 asks to record it: U.S. is 0.12 from United States with this model, so it is
     # found under the 0.15 evaluation thresholds and not under the 0.10 data-generation ones
     assert memory.query_names([Query(None, "country", "U.S.")]) == [[]]
     memory.thresholds = PRESETS["perplexity_eval"]

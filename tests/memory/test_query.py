@@ -1,4 +1,4 @@
-"""Query semantics of method doc §2.2 on hand-set vectors (conftest.TABLE), so every score is worked out.
+"""Query semantics of docs/method.md §2.2 on hand-set vectors (conftest.TABLE), so every score is worked out.
 
 Distances: Obama–Barack Obama 0.04, Michelle Obama–Barack Obama 0.20, Michelle Obama–Obama 0.232,
 born in–place of birth 0.10; all other named pairs 1.0.

@@ -1,4 +1,4 @@
-"""API strings: exact bytes from the method doc's worked examples (§3), and render/parse round trips."""
+"""API strings: exact bytes from the worked examples of docs/method.md §3, and render/parse round trips."""
 
 import pytest
 from memllm.schemas import api

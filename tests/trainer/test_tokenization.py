@@ -1,4 +1,4 @@
-"""Tokenization and loss masks with the real Mistral-7B tokenizer (method doc §3, §6.1, §6.3, §12.1/3/7)."""
+"""Tokenization and loss masks with the real Mistral-7B tokenizer (docs/method.md §3, §6.1, §6.3, §12.1/3/7)."""
 
 from __future__ import annotations
 
