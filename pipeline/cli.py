@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("memllm.trainer.cli", "add_train_parser"),
         ("memllm.memory.cli", "add_memory_parser"),
         ("memllm.pipeline.evidence_eval_cli", "add_evidence_eval_parser"),
+        ("memllm.runtime.cli", "add_runtime_parsers"),
     )
     for module, adder in adders:
         try:
