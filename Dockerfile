@@ -31,12 +31,13 @@ COPY annotators ./annotators
 COPY memory ./memory
 COPY pipeline ./pipeline
 COPY trainer ./trainer
+COPY runtime ./runtime
 
 # The base image already has apache-beam at BEAM_VERSION; the constraint keeps pip from changing it.
 RUN pip install --no-cache-dir "apache-beam==$(python -c 'import apache_beam; print(apache_beam.__version__)')" \
-        ".[wikipedia,memory,dask]" "${SPACY_MODEL}" \
+        ".[wikipedia,memory,dask,train]" "${SPACY_MODEL}" \
     && pip check
-RUN python -c "import memllm.pipeline.cli, memllm.pipeline.dask_runner, memllm.annotators.nlp, torch, transformers, spacy; \
+RUN python -c "import memllm.pipeline.cli, memllm.pipeline.dask_runner, memllm.annotators.nlp, memllm.runtime.model, peft, torch, transformers, spacy; \
 print('memllm worker image: torch', torch.__version__, 'cuda', torch.version.cuda)"
 
 # The SDK image's entrypoint (/opt/apache/beam/boot) stays: it starts the Beam SDK harness.

@@ -24,7 +24,7 @@ from memllm.memory.embedding import CONTRIEVER, Embedder, TransformerEmbedder
 from memllm.memory.embedding_memory import DB_FILE, EmbeddingMemory
 from memllm.memory.errors import MemoryUsageError
 from memllm.memory.presets import DEFAULT_PRESET, PRESETS, get_preset
-from memllm.memory.sources import input_triples, relation_labels
+from memllm.memory.sources import input_triples, relation_labels, table_triples
 from memllm.memory.store import TripleStore
 from memllm.pipeline.extras import missing_extra
 from memllm.schemas.api import APIParseError, parse_query
@@ -60,13 +60,20 @@ def add_memory_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     build = commands.add_parser(
         "build",
         parents=[common, model],
-        help="add triples from memory_write shards or DocRED-format documents",
+        help="add triples from memory_write shards, DocRED-format documents or `memllm fill-memory` triples",
     )
     build.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
         help="a .parquet shard, a directory of shards, or a DocRED .json/.jsonl file",
+    )
+    build.add_argument(
+        "--from",
+        dest="from_dir",
+        metavar="DIR",
+        help="instead of INPUTs: the triples/ shards of `memllm fill-memory` (OUT/triples), loaded in id order "
+        "(document, sentence, triple); a triple seen twice is stored once",
     )
     build.add_argument(
         "--mode",
@@ -135,13 +142,17 @@ def _embedder(args: argparse.Namespace) -> Embedder:
 def _build(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise MemoryUsageError(f"--batch-size must be positive, got {args.batch_size}")
+    if bool(args.inputs) == bool(args.from_dir):
+        raise MemoryUsageError("give INPUT files or --from DIR (the triples of `memllm fill-memory`), not both")
     labels = relation_labels(args.labels) if args.labels else None
-    for path in args.inputs:  # fail on a missing or unreadable input before loading a model
-        next(iter(input_triples(path, labels)), None)
+    read = table_triples if args.from_dir else (lambda path: input_triples(path, labels))
+    paths = [args.from_dir] if args.from_dir else args.inputs
+    for path in paths:  # fail on a missing or unreadable input before loading a model
+        next(iter(read(path)), None)
     start, added, seen = time.perf_counter(), 0, 0
     with EmbeddingMemory(args.memory_path, _embedder(args)) as memory:
-        for path in args.inputs:
-            triples = input_triples(path, labels)
+        for path in paths:
+            triples = read(path)
             while batch := list(itertools.islice(triples, args.batch_size)):
                 added += memory.add_triples(batch, mode=args.mode).added
                 seen += len(batch)

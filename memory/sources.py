@@ -1,6 +1,9 @@
 """Triples to fill a memory with, read from the project's files (used by `memllm memory build` and tests).
 
 - `parquet_triples`: the `triples` column of memory_write shards (list<struct<head, relation, tail, ...>>).
+- `table_triples`: the rows of a `triples/` table that `memllm fill-memory` wrote (one triple a row), in
+  the order of their ids across every shard: text order (document, sentence, triple), however the table
+  was sharded.
 - `docred_triples`: the gold triples of DocRED-format documents under every combination of head mention
   name × tail mention name, relation = the English Wikidata label: the exact-match memory the golden data
   was made with (docs/design.md "Memory-read examples at scale"). JSON arrays are streamed, never loaded whole.
@@ -10,6 +13,7 @@ What it doesn't do: validate documents (the pipeline's `annotators` does), write
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -93,7 +97,8 @@ def parquet_triples(path: str | Path) -> Iterator[Triple]:
     except FileNotFoundError:
         raise MemoryUsageError(f"no such file: {path}") from None
     if "triples" not in shard.schema_arrow.names:
-        raise MemoryUsageError(f"{path} has no 'triples' column (not a memory_write shard)")
+        hint = "; for `memllm fill-memory` triples use --from" if "head" in shard.schema_arrow.names else ""
+        raise MemoryUsageError(f"{path} has no 'triples' column (not a memory_write shard{hint})")
     for batch in shard.iter_batches(columns=["triples"]):
         for triples in batch.column(0).to_pylist():
             for t in triples or ():
@@ -115,3 +120,45 @@ def input_triples(path: str | Path, labels: Mapping[str, str] | None = None) -> 
         yield from parquet_triples(path)
     else:
         yield from docred_triples(path, labels)
+
+
+TABLE_COLUMNS = ("id", "head", "relation", "tail")
+
+
+def table_shards(path: str | Path) -> list[Path]:
+    """The Parquet shards of a `triples/` table: under `path`, or under `path/triples` (an output directory)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MemoryUsageError(f"--from {path}: no such directory")
+    if (path / "triples").is_dir() and not any(path.glob("*.parquet")):
+        path = path / "triples"
+    shards = sorted(path.glob("*.parquet"))
+    if not shards:
+        raise MemoryUsageError(f"--from {path}: no .parquet shards (expected `memllm fill-memory` OUT/triples)")
+    return shards
+
+
+def _table_rows(shard: Path) -> Iterator[tuple[str, str, str, str]]:
+    """(id, head, relation, tail) of one shard, checking that the ids ascend (the shard writer sorts them)."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(shard)
+    missing = [c for c in TABLE_COLUMNS if c not in f.schema_arrow.names]
+    if missing:
+        raise MemoryUsageError(f"{shard}: no {', '.join(missing)} column(s) (not a `memllm fill-memory` triples shard)")
+    last = None
+    for batch in f.iter_batches(columns=list(TABLE_COLUMNS)):
+        for row in zip(*(batch.column(i).to_pylist() for i in range(len(TABLE_COLUMNS)))):
+            if last is not None and not last < row[0]:
+                raise MemoryUsageError(f"{shard}: rows not sorted by id ({last!r} before {row[0]!r})")
+            last = row[0]
+            yield row
+
+
+def table_triples(path: str | Path) -> Iterator[Triple]:
+    """Every row's (head, relation, tail) of a `triples/` table, in id order across its shards (a streaming
+    merge of the shards, each sorted by id): the order a rerun or another sharding gives again, and text
+    order, so a later sentence's fact comes after an earlier one's (what `--mode overwrite` needs).
+    Repeated triples are yielded again; the memory stores a triple once (exact strings)."""
+    for _, head, relation, tail in heapq.merge(*(_table_rows(s) for s in table_shards(path))):
+        yield (head, relation, tail)

@@ -24,8 +24,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def render_card(tables: dict[str, list[str]], stats: dict, command: str, options: dict) -> str:
-    """`tables`: table name → splits present. `options`: the resolved generate options."""
+def render_card(
+    tables: dict[str, list[str]], stats: dict, command: str, options: dict, about: list[str] | None = None
+) -> str:
+    """`tables`: table name → splits present. `options`: the resolved generate options. `about`: the lines
+    that say what the data is (default: `memllm generate`'s tables); the first table is the loading example."""
     lines = ["---", "configs:"]
     for table, splits in tables.items():
         lines.append(f"- config_name: {table}")
@@ -34,7 +37,7 @@ def render_card(tables: dict[str, list[str]], stats: dict, command: str, options
             lines.append(f"  - split: {split}")
             lines.append(f"    path: {table}/{split}-*.parquet")
     lines += ["---", "", "# memllm training data", ""]
-    lines += [
+    lines += about or [
         "Training data for MemLLM-style models (an LLM finetuned to use an explicit read-write triple memory,",
         "arXiv 2404.11672), made by `memllm generate`:",
         "",
@@ -43,6 +46,8 @@ def render_card(tables: dict[str, list[str]], stats: dict, command: str, options
         "",
         "`segments` holds the rendered text as consecutive pieces with `label` true where a model is trained",
         "(axolotl's `input_output` convention); concatenating them gives `text`.",
+    ]
+    lines += [
         "",
         "## How it was made",
         "",
@@ -67,13 +72,15 @@ def render_card(tables: dict[str, list[str]], stats: dict, command: str, options
         lines.append(f"### {table}\n")
         lines += [f"- `{f.name}`: `{f.type}`" for f in TABLE_SCHEMAS[table]]
         lines.append("")
+    table = next(iter(tables), "triples")
+    load_table = f'ds = load_dataset("OUT_DIR", "{table}")'
     lines += [
         "## How to load",
         "",
         "```python",
         "from datasets import load_dataset",
-        'ds = load_dataset("OUT_DIR", "memory_write")          # or "memory_read"',
-        'ds = load_dataset("parquet", data_dir="OUT_DIR/memory_read")',
+        'ds = load_dataset("OUT_DIR", "memory_write")          # or "memory_read"' if about is None else load_table,
+        f'ds = load_dataset("parquet", data_dir="OUT_DIR/{"memory_read" if about is None else table}")',
         "```",
         "",
         "Dead letters (rejected input records, with the reason) are in `errors/`; every counter is in `stats.json`.",

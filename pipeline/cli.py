@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("memllm.memory.cli", "add_memory_parser"),
         ("memllm.pipeline.evidence_eval_cli", "add_evidence_eval_parser"),
         ("memllm.runtime.cli", "add_runtime_parsers"),
+        ("memllm.pipeline.fill_memory_cli", "add_fill_memory_parser"),
     )
     for module, adder in adders:
         try:
@@ -349,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return cmd_generate(args, rest)
+        if getattr(args, "beam_command", False):  # a Beam job of its own (fill-memory): Beam options pass on
+            return args.func(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)

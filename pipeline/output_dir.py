@@ -1,4 +1,4 @@
-"""What `memllm generate` may write into: `--output` checked before the job starts.
+"""What `memllm generate` (and `memllm fill-memory`) may write into: `--output` checked before the job starts.
 
 A rerun rewrites an earlier memllm output (its shards, stats.json and dataset card, keeping `_resume/` and
 a built `kb/`), so a folder is taken as one when it holds what the pipeline writes and, if it has a
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from memllm.pipeline.errors import InputError
 
-TABLES = ("memory_write", "memory_read", "documents", "errors", "evidence")
+TABLES = ("memory_write", "memory_read", "documents", "errors", "evidence", "triples")
 # what a run writes at the top of OUT: the tables, the counters and card, a KB built from a dump (kb), the
 # default embedding memory (memory), the resumable chunks (_resume) and the spill of a run in progress
 PIPELINE_ENTRIES = frozenset({*TABLES, "stats.json", "README.md", "kb", "memory", "_resume", "_spill"})

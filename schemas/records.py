@@ -104,12 +104,26 @@ EVIDENCE_SCHEMA = pa.schema(
     ]
 )
 
+# `memllm fill-memory`: one row per triple a write model extracted from a sentence of a corpus.
+TRIPLES_SCHEMA = pa.schema(
+    COMMON_FIELDS
+    + [
+        ("sent_id", pa.int32()),
+        ("triple_index", pa.int32()),  # position of the triple in the sentence's write call
+        ("head", pa.string()),
+        ("relation", pa.string()),
+        ("tail", pa.string()),
+        ("sentence", pa.string()),  # the sentence as the model read it (DocRED-style words joined by spaces)
+    ]
+)
+
 TABLE_SCHEMAS = {
     "memory_write": MEMORY_WRITE_SCHEMA,
     "memory_read": MEMORY_READ_SCHEMA,
     "documents": DOCUMENTS_SCHEMA,
     "errors": ERRORS_SCHEMA,
     "evidence": EVIDENCE_SCHEMA,
+    "triples": TRIPLES_SCHEMA,
 }
 
 
