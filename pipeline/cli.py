@@ -15,6 +15,7 @@ a hint); 2 for a usage or input error found before the run.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -326,11 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("memllm.pipeline.fill_memory_cli", "add_fill_memory_parser"),
     )
     for module, adder in adders:
-        try:
-            mod = __import__(module, fromlist=[adder])
-        except ImportError:
-            continue
-        getattr(mod, adder)(sub)
+        # These modules import nothing beyond the base install (their commands check for extras when run), so
+        # a failing import is a bug to see, not a command to hide.
+        getattr(importlib.import_module(module), adder)(sub)
     return parser
 
 
