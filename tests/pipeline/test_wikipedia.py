@@ -70,7 +70,7 @@ def test_sample_runs_end_to_end_and_counts_add_up(wiki_out):
     assert pq.read_schema(next((wiki_out / "documents").glob("*.parquet"))).remove_metadata() == DOCUMENTS_SCHEMA
     assert {d["doc_id"].split("#")[0] for d in docs} == {"1001", "1002", "1003", "1005"}
     assert stats["documents.valid"] == len(docs)
-    assert stats["memory_write.examples"] > 0
+    assert stats["memory_write.examples"] == sum(len(d["sents"]) for d in docs) == 14  # one per sentence
     # One read per KB fact whose object is named after its subject (the sample's sentences, by hand):
     # 1001 date and place of birth, Ireland, Kilbride College, Galway, The Salt Road, Harbor Lane Press, 1989,
     # Tomas Reilly; 1002 Galway, 1974, Nora Quill, Peter Vance, The Salt Road, Carla Fenwick, 1989, Wexbridge
@@ -100,7 +100,7 @@ def test_documents_carry_kb_facts_between_their_entities(wiki_out):
             assert (h, rel["r"], t) in facts, (doc["doc_id"], h, rel["r"], t)
             assert rel["evidence"], "every annotated relation gets an evidence sentence"
             found += 1
-    assert found >= 8  # the sample states well over a dozen facts in plain sentences
+    assert found >= 45  # 47 with spaCy en_core_web_sm 3.8.0; each one checked against the KB above
 
 
 def test_title_entity_dates_and_same_name_disambiguation(wiki_out):
