@@ -58,7 +58,7 @@ from memllm.pipeline.batches import DocumentBatch, Rows
 from memllm.pipeline.card import render_card
 from memllm.pipeline.counting import COUNTS, DEAD, CountingDoFn
 from memllm.pipeline.docred_source import InputFile, ReadDocRED, match_inputs
-from memllm.pipeline.generate import _command_line, _with_split
+from memllm.pipeline.generate import _command_line, _with_split, clear_previous_output
 from memllm.pipeline.resume import ChunkCache, fingerprint, run_or_replay
 from memllm.pipeline.resume import prepare as prepare_resume
 from memllm.pipeline.sinks import WriteShards, WriteStats, clear_spill
@@ -436,23 +436,6 @@ def model_files(path: str) -> list[str]:
     return [FileSystems.join(path, "*")] if FileSystems.exists(path) else []
 
 
-def clear_previous_output(out: str) -> None:
-    """Remove an earlier run's triples/ and errors/ shards (a rerun may use fewer shards), stats and card.
-    Other tables in OUT (of `memllm generate`) are left alone."""
-    stale = []
-    for table in OWN_TABLES:
-        for ext in ("parquet", "jsonl", "parquet.tmp", "jsonl.tmp"):
-            pattern = FileSystems.join(out, table, f"*-?????-of-?????.{ext}")
-            stale += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    for name in ("stats.json", "README.md"):
-        path = FileSystems.join(out, name)
-        if FileSystems.exists(path):
-            stale.append(path)
-    if stale:
-        FileSystems.delete(stale)
-    clear_spill(out, OWN_TABLES)
-
-
 CARD_ABOUT = [
     "Triples a MemLLM write model (arXiv 2404.11672) extracted from a corpus, made by `memllm fill-memory`:",
     "",
@@ -468,7 +451,7 @@ def run(cfg: FillConfig, command: str | None = None) -> dict:
     files = match_files(cfg)
     if not FileSystems.exists(cfg.output):
         FileSystems.mkdirs(cfg.output)
-    clear_previous_output(cfg.output)
+    clear_previous_output(cfg.output, OWN_TABLES)
     state = [f.path for f in files] + model_files(cfg.adapter) + model_files(cfg.model)
     resume_dir = prepare_resume(cfg.output, fingerprint(state, None, cfg.result_options()), cfg.resume)
     log.info("memllm fill-memory: %d input file(s) → %s", len(files), cfg.output)

@@ -24,8 +24,7 @@ NO_VALID_RECORD = 1
 
 
 def add_fill_memory_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from memllm.runtime.decoding import LENGTHS, K
-    from memllm.runtime.write import MAX_NEW_TOKENS, MAX_SENTS
+    from memllm.runtime.cli import add_decoding_arguments
 
     p = sub.add_parser(
         "fill-memory",
@@ -89,13 +88,7 @@ def add_fill_memory_parser(sub: argparse._SubParsersAction) -> argparse.Argument
         help="decode every chunk again (default: reuse the chunks an earlier run with the same arguments, model "
         "and adapter finished, kept in OUTPUT/_resume)",
     )
-    g = p.add_argument_group("decoding (as `memllm write`)")
-    g.add_argument("--max-sents", type=int, default=MAX_SENTS, help=f"previous sentences in a prompt ({MAX_SENTS})")
-    g.add_argument("--max-prompt-tokens", type=int, help="left-truncate prompts to this (default: half the cutoff)")
-    g.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"per write ({MAX_NEW_TOKENS})")
-    g.add_argument("--k", type=int, default=K, help=f"late stopping: candidate cuts (default {K})")
-    g.add_argument("--length", choices=LENGTHS, default="output", help="cut score length (default output)")
-    g.add_argument("--force-non-empty", action="store_true", help="never cut right after `-->` (empty write)")
+    add_decoding_arguments(p.add_argument_group("decoding (as `memllm write`)"))
     talk = p.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     talk.add_argument("-v", "--verbose", action="store_true", help="also Beam's own log lines (INFO)")

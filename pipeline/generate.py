@@ -12,6 +12,7 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -154,10 +155,11 @@ def _with_split(dead: dict, splits: dict[str, str]) -> list[dict]:
     return [{**dead, "split": dead.get("split") or splits.get(path, "unknown")}]
 
 
-def clear_previous_output(out: str) -> None:
-    """Remove the shards of an earlier run (a rerun may use fewer shards) and its stats/card."""
+def clear_previous_output(out: str, tables: Sequence[str] = TABLES) -> None:
+    """Remove the shards of `tables` from an earlier run (a rerun may use fewer shards) and its stats/card;
+    other tables in `out` are left alone."""
     stale = []
-    for table in TABLES:
+    for table in tables:
         for ext in ("parquet", "jsonl", "parquet.tmp", "jsonl.tmp"):
             pattern = FileSystems.join(out, table, f"*-?????-of-?????.{ext}")
             stale += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
@@ -167,7 +169,7 @@ def clear_previous_output(out: str) -> None:
             stale.append(path)
     if stale:
         FileSystems.delete(stale)
-    clear_spill(out, TABLES)
+    clear_spill(out, tables)
 
 
 def resolve_kb(cfg: GenerateConfig) -> str:

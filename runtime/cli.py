@@ -36,8 +36,6 @@ def add_runtime_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_write_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from memllm.runtime.decoding import LENGTHS, K
-    from memllm.runtime.write import MAX_NEW_TOKENS, MAX_SENTS
 
     p = subparsers.add_parser(
         "write",
@@ -62,15 +60,22 @@ def add_write_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("--embedding-model", metavar="DIR_OR_ID", help="the memory's embedder (default Contriever)")
     p.add_argument("--device", help="torch device of the model (default cuda when available, else cpu)")
-    g = p.add_argument_group("decoding")
+    add_decoding_arguments(p.add_argument_group("decoding"))
+    p.set_defaults(func=cmd_write)
+    return p
+
+
+def add_decoding_arguments(g: argparse._ArgumentGroup) -> None:
+    """The write model's decoding options (prompts, late stopping), shared with `memllm fill-memory`."""
+    from memllm.runtime.decoding import LENGTHS, K
+    from memllm.runtime.write import MAX_NEW_TOKENS, MAX_SENTS
+
     g.add_argument("--max-sents", type=int, default=MAX_SENTS, help=f"previous sentences in a prompt ({MAX_SENTS})")
     g.add_argument("--max-prompt-tokens", type=int, help="left-truncate prompts to this (default: half the cutoff)")
     g.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help=f"per write ({MAX_NEW_TOKENS})")
     g.add_argument("--k", type=int, default=K, help=f"late stopping: candidate cuts (default {K})")
     g.add_argument("--length", choices=LENGTHS, default="output", help="cut score length (default output)")
     g.add_argument("--force-non-empty", action="store_true", help="never cut right after `-->` (empty write)")
-    p.set_defaults(func=cmd_write)
-    return p
 
 
 def cmd_write(args: argparse.Namespace) -> int:
