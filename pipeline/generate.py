@@ -43,6 +43,9 @@ from memllm.schemas.records import (
     MEMORY_WRITE_SCHEMA,
 )
 
+# the tables `memllm generate` writes (`triples/` belongs to `memllm fill-memory`, which may share OUT)
+OWN_TABLES = tuple(t for t in TABLES if t != "triples")
+
 log = logging.getLogger("memllm")
 
 
@@ -155,7 +158,7 @@ def _with_split(dead: dict, splits: dict[str, str]) -> list[dict]:
     return [{**dead, "split": dead.get("split") or splits.get(path, "unknown")}]
 
 
-def clear_previous_output(out: str, tables: Sequence[str] = TABLES) -> None:
+def clear_previous_output(out: str, tables: Sequence[str] = OWN_TABLES) -> None:
     """Remove the shards of `tables` from an earlier run (a rerun may use fewer shards) and its stats/card;
     other tables in `out` are left alone."""
     stale = []
@@ -254,7 +257,7 @@ def run(cfg: GenerateConfig, command: str | None = None, ahead: index_ahead.Help
     finally:
         if own is not None:
             own.close()
-    clear_spill(cfg.output, TABLES)
+    clear_spill(cfg.output, OWN_TABLES)
     elapsed = time.time() - started
 
     with FileSystems.open(FileSystems.join(cfg.output, "stats.json")) as f:

@@ -77,6 +77,17 @@ def test_rerun_is_byte_identical_and_clears_stale_shards(sample_out, tmp_path):
     assert digests(out) == digests(sample_out)
 
 
+def test_rerun_leaves_the_triples_of_fill_memory_alone(tmp_path):
+    """`memllm fill-memory` may write `triples/` into the same OUT: a `generate` rerun clears only its own tables."""
+    out = tmp_path / "out"
+    assert main(["generate", "-q", "--runner=FnApiRunner", "--output", str(out)]) == 0
+    triples = out / "triples" / "train-00000-of-00001.parquet"
+    triples.parent.mkdir()
+    triples.write_bytes(b"fill-memory's shard")
+    assert main(["generate", "-q", "--runner=FnApiRunner", "--output", str(out)]) == 0
+    assert triples.read_bytes() == b"fill-memory's shard"
+
+
 def test_multi_processing_gives_the_same_bytes(sample_out, tmp_path):
     out = tmp_path / "mp"
     assert (
