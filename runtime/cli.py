@@ -78,22 +78,32 @@ def add_decoding_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--force-non-empty", action="store_true", help="never cut right after `-->` (empty write)")
 
 
-def cmd_write(args: argparse.Namespace) -> int:
+def _one_line_errors(command: str, body: Any, args: argparse.Namespace) -> int:
+    """Run `body(args)`; a `RuntimeInputError` (a user mistake) is one line on stderr and exit status 2."""
     try:
-        return _write(args)
+        return body(args)
     except RuntimeInputError as e:
-        print(f"memllm write: error: {e}", file=sys.stderr)
+        print(f"memllm {command}: error: {e}", file=sys.stderr)
         return 2
 
 
-def _write(args: argparse.Namespace) -> int:
+def _check_options(args: argparse.Namespace, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()) -> None:
+    """Before any model loads: the extras a runtime command needs, and its counts in range."""
     from memllm.pipeline.extras import missing_extra
 
     if missing := missing_extra("train", "memory"):
         raise RuntimeInputError(missing)
-    for name in ("batch_size", "max_sents", "max_new_tokens", "k"):
-        if getattr(args, name) < (0 if name == "max_sents" else 1):
+    for name in positive + non_negative:
+        if getattr(args, name) < (0 if name in non_negative else 1):
             raise RuntimeInputError(f"--{name.replace('_', '-')} must be positive")
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    return _one_line_errors("write", _write, args)
+
+
+def _write(args: argparse.Namespace) -> int:
+    _check_options(args, positive=("batch_size", "max_new_tokens", "k"), non_negative=("max_sents",))
     inputs = args.input or ["-"]
     for path in inputs:  # before any model is loaded
         if path != "-" and not Path(path).is_file():
@@ -224,21 +234,11 @@ def add_complete_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    try:
-        return _complete(args)
-    except RuntimeInputError as e:
-        print(f"memllm complete: error: {e}", file=sys.stderr)
-        return 2
+    return _one_line_errors("complete", _complete, args)
 
 
 def _complete(args: argparse.Namespace) -> int:
-    from memllm.pipeline.extras import missing_extra
-
-    if missing := missing_extra("train", "memory"):
-        raise RuntimeInputError(missing)
-    for name in ("max_new_tokens", "max_results", "batch_size"):
-        if getattr(args, name) < 1:
-            raise RuntimeInputError(f"--{name.replace('_', '-')} must be positive")
+    _check_options(args, positive=("max_new_tokens", "max_results", "batch_size"))
     if (args.prompt is None) == (args.input is None):
         raise RuntimeInputError("give a prompt or --input FILE (one of them)")
     if args.input is not None:
