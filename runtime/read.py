@@ -31,14 +31,19 @@ Choices:
 - Text: a training text glues a read to the words on both sides (`…a novel by({…})Carla Fenwick`,
   docs/method.md §3), so the trace's `text` gets the space back at each read made. The context keeps the
   reference's token-level removal: when a block leaves it, the words around it stay glued as generated.
-- Batching: prompts run `batch_size` at a time (left padding, attention mask, explicit position ids, so each
-  sequence sees the positions it would see alone). The batch advances in rounds: each round prefills
-  every unfinished sequence's context into a fresh KV cache and decodes step by step, the cache growing
-  with the context; a sequence leaves the round (its cache rows dropped) when its context must be edited
-  (results to insert, a read to abandon, a previous block to remove) or it has ended. Edits happen
-  between rounds, and the next round re-prefills. A text phase that opens a read with no previous block to
-  remove goes straight on into the query phase in the same round (the context only grew). Batched output
-  equals one-at-a-time output up to floating-point effects of padding.
+- Batching: prompts run `batch_size` at a time, and each batch is one KV cache for its whole generation: one
+  forward pass per step over every unfinished sequence, whatever the others do. A context edit does not end
+  anything: inserted results are fed at the next step together with the others' single tokens (left-padded
+  within the step); tokens that leave a context (an abandoned read, the previous block before a new query)
+  keep their cache columns but the attention mask hides them, and what followed them is fed again at the
+  positions it has in the edited context. Position ids are each token's index in its own context, so every
+  sequence computes what it would alone (RoPE keys depend on the position, not on the cache column); batched
+  output equals one-at-a-time output up to floating-point effects of padding. The cost of a read is the
+  tokens it feeds (results, and the text since the previous block when one is removed), not a re-prefill;
+  the hidden columns stay in the cache until the batch ends (a sliding attention window, Mistral-7B-v0.1's
+  4,096, counts them: far above the 1,024-token contexts the adapters are trained on). A finished
+  sequence's rows leave the cache (`batch_select_indices`; a cache without it is rebuilt by prefilling the
+  rest).
 
 What it doesn't do: sampling, truncating a context longer than the model was trained on, writes to the
 memory (`runtime.write`), the perplexity evaluation's branching over reads (docs/method.md §10.1).
@@ -178,6 +183,8 @@ class _Sequence:
     marks: list[tuple[list, int, int]] = field(default_factory=list)
     finish: str = ""
     unfinished_call: bool = False  # ended inside a read (the trailing `({…` is not text)
+    cols: list[int] = field(default_factory=list)  # the KV-cache column of each token of `ids` fed so far
+    edited: bool = False  # tokens left the context: the cache columns to attend to must be set again
 
 
 class ReadLoop:
@@ -233,28 +240,63 @@ class ReadLoop:
         return s
 
     def _run_batch(self, seqs: list[_Sequence]) -> None:
+        """Decode one batch to the end: one forward pass per step over every unfinished sequence."""
         import torch
 
+        live = list(seqs)
+        cache = None
+        mask = torch.zeros((len(live), 0), dtype=torch.long, device=self.device)  # over the cache's columns
         with torch.inference_mode():
             while True:
-                for s in seqs:
-                    if s.phase != _DONE:
-                        self._enter(s)
-                live = [s for s in seqs if s.phase in (_TEXT, _QUERY)]
-                if not live:
+                for s in live:
+                    self._enter(s)
+                keep = [row for row, s in enumerate(live) if s.phase in (_TEXT, _QUERY)]
+                if not keep:
                     return
-                self._decode(live)
-                self._execute([s for s in seqs if s.phase == _EXECUTE])
+                if len(keep) < len(live):
+                    live = [live[row] for row in keep]
+                    rows = torch.as_tensor(keep, device=self.device)
+                    mask = mask[rows]
+                    if hasattr(cache, "batch_select_indices"):
+                        cache.batch_select_indices(rows)
+                    else:
+                        cache = None  # a cache that cannot drop rows: prefill the rest again
+                if cache is None or not self.options.use_cache:
+                    cache, mask = None, mask[:, :0]
+                    for s in live:
+                        s.cols = []
+                mask = self._unmask_edits(live, mask)
+                ids, new_mask, positions = self._step_inputs(live, mask.shape[1])
+                mask = torch.cat([mask, new_mask], dim=-1)
+                out = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=self.options.use_cache,
+                    **({self._cache_kwarg: cache} if self.options.use_cache else {}),
+                    **self._extra,
+                )
+                if self.options.use_cache:
+                    cache = getattr(out, "cache", None)
+                    cache = cache if cache is not None else out.past_key_values
+                logits = out.logits[:, -1, :]
+                for row, s in enumerate(live):
+                    if s.phase == _TEXT and s.suppress_start and s.phase_tokens == 0:
+                        logits[row, self.start_id] = -math.inf
+                for s, token in zip(live, logits.argmax(dim=-1).tolist()):
+                    self._accept(s, token)
+                self._execute([s for s in live if s.phase == _EXECUTE])
 
     def _enter(self, s: _Sequence) -> None:
-        """Before a round: the edits a phase needs first, and the length limit."""
+        """Before a step: the edit a query phase needs first, and the length limit."""
         if s.phase == _QUERY and s.block is not None:
             a, b = s.block  # before the new `({`: a query phase starts after the block
             del s.ids[a:b]
+            self._rewind(s, a)
             s.read_start -= b - a
             s.prompt_end = min(s.prompt_end, a)  # the block opened with the prompt's own `({`
             s.block = None
-        if s.new_tokens >= self.options.max_new_tokens:
+        if s.phase in (_TEXT, _QUERY) and s.new_tokens >= self.options.max_new_tokens:
             self._out_of_tokens(s)
 
     def _out_of_tokens(self, s: _Sequence) -> None:
@@ -263,72 +305,59 @@ class ReadLoop:
             s.unfinished_call = True
         s.phase, s.finish = _DONE, FINISH_LENGTH
 
+    # --- the KV cache ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _rewind(s: _Sequence, index: int) -> None:
+        """The context changed from `ids[index]` on: the cache columns of those tokens no longer count."""
+        if index < len(s.cols):
+            del s.cols[index:]
+            s.edited = True
+
+    def _unmask_edits(self, live: list[_Sequence], mask: Any) -> Any:
+        """Mask the cache columns of tokens edited out of a context.
+
+        At least the last token of a context is fed again, so that the step yields its next-token logits."""
+        for row, s in enumerate(live):
+            if len(s.cols) >= len(s.ids):
+                del s.cols[len(s.ids) - 1 :]
+                s.edited = True
+            if s.edited:
+                mask[row] = 0
+                mask[row, s.cols] = 1
+                s.edited = False
+        return mask
+
+    def _step_inputs(self, live: list[_Sequence], width_before: int) -> tuple[Any, Any, Any]:
+        """Ids, attention mask and position ids of the tokens each context has not fed to the cache yet.
+
+        Left-padded within the step, so the last column is every row's last token. A token's position is its
+        index in the context: the same as if the context had been encoded alone, whatever was edited."""
+        import torch
+
+        pending = [s.ids[len(s.cols) :] for s in live]
+        width = max(len(p) for p in pending)
+        ids = torch.full((len(live), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(live), width), dtype=torch.long)
+        positions = torch.zeros((len(live), width), dtype=torch.long)
+        for row, (s, p) in enumerate(zip(live, pending)):
+            pad = width - len(p)
+            ids[row, pad:] = torch.as_tensor(p)
+            mask[row, pad:] = 1
+            positions[row, pad:] = torch.arange(len(s.cols), len(s.ids))
+            s.cols.extend(range(width_before + pad, width_before + width))
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
     # --- decoding --------------------------------------------------------------------------------------
 
-    def _decode(self, live: list[_Sequence]) -> None:
-        """Greedy steps for the sequences of one round until each leaves it (see the module docstring)."""
-        import torch
-
-        ids, mask = self._batch([s.ids for s in live])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = None
-        while live:
-            out = self.model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=self.options.use_cache,
-                **({self._cache_kwarg: cache} if self.options.use_cache else {}),
-                **self._extra,
-            )
-            if self.options.use_cache:
-                cache = getattr(out, "cache", None)
-                cache = cache if cache is not None else out.past_key_values
-            logits = out.logits[:, -1, :]
-            for row, s in enumerate(live):
-                if s.phase == _TEXT and s.suppress_start and s.phase_tokens == 0:
-                    logits[row, self.start_id] = -math.inf
-            chosen = logits.argmax(dim=-1).tolist()
-            keep = [row for row, (s, t) in enumerate(zip(live, chosen)) if self._accept(s, t)]
-            if not keep:
-                return
-            live = [live[row] for row in keep]
-            if not self.options.use_cache:
-                ids, mask = self._batch([s.ids for s in live])
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                continue
-            if len(keep) < len(chosen) and not hasattr(cache, "batch_select_indices"):
-                # a cache that cannot drop rows: prefill the remaining sequences again
-                ids, mask = self._batch([s.ids for s in live])
-                positions, cache = (mask.cumsum(-1) - 1).clamp(min=0), None
-                continue
-            rows = torch.as_tensor(keep, device=self.device)
-            if len(keep) < len(chosen):
-                cache.batch_select_indices(rows)
-            ids = torch.as_tensor([[chosen[row]] for row in keep], device=self.device)
-            mask = torch.cat([mask[rows], torch.ones_like(mask[rows, :1])], dim=-1)
-            positions = positions[rows, -1:] + 1
-
-    def _batch(self, contexts: list[list[int]]) -> tuple[Any, Any]:
-        """Left-padded ids and attention mask."""
-        import torch
-
-        width = max(len(c) for c in contexts)
-        ids = torch.full((len(contexts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(contexts), width), dtype=torch.long)
-        for i, c in enumerate(contexts):
-            ids[i, width - len(c) :] = torch.as_tensor(c)
-            mask[i, width - len(c) :] = 1
-        return ids.to(self.device), mask.to(self.device)
-
-    def _accept(self, s: _Sequence, token: int) -> bool:
-        """Apply one generated token; True while the sequence stays in the round."""
+    def _accept(self, s: _Sequence, token: int) -> None:
+        """Apply one generated token."""
         if token in self.eos_ids:  # EOS is not kept: the generation ends
             if s.phase == _QUERY:
                 self._skip(s, NO_WAIT)
                 s.unfinished_call = True
             s.phase, s.finish = _DONE, FINISH_EOS
-            return False
+            return
         s.ids.append(token)
         s.new_tokens += 1
         if s.phase == _TEXT:
@@ -338,16 +367,13 @@ class ReadLoop:
                 s.read_start = len(s.ids) - 1
                 if self.options.stop_after_first_success and s.reads:
                     s.phase, s.finish, s.unfinished_call = _DONE, FINISH_FIRST_SUCCESS, True
-                    return False
+                    return
                 s.phase = _QUERY
         elif token == self.wait_id:
             s.phase = _EXECUTE
-            return False
+            return
         if s.new_tokens >= self.options.max_new_tokens:
             self._out_of_tokens(s)
-            return False
-        # A read just opened goes on in this round unless a previous block must leave the context first.
-        return s.phase == _TEXT or s.block is None
 
     # --- reads -----------------------------------------------------------------------------------------
 
@@ -423,6 +449,7 @@ class ReadLoop:
     def _abandon(self, s: _Sequence, reason: str, call: str | None, good: list[Query], bad: list[str]) -> None:
         self._skip(s, reason, call, good, bad)
         del s.ids[s.read_start :]
+        self._rewind(s, s.read_start)
         s.prompt_end = min(s.prompt_end, s.read_start)
         s.phase, s.phase_tokens, s.suppress_start = _TEXT, 0, True
 

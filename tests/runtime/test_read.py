@@ -52,8 +52,21 @@ def _squash(text: str) -> str:
     return "".join(text.replace("<s>", "").split())
 
 
+def _visible(columns: list[int], new_ids, mask, positions) -> list[int]:
+    """A row's cache columns with the step's new ids appended, after checking that the new tokens get the
+    position ids they would have alone: the count of earlier columns the attention mask keeps."""
+    mask = mask.tolist()
+    width = len(new_ids)
+    assert len(mask) == len(columns) + width, "the attention mask covers the cache and the new tokens"
+    before = sum(mask[: len(columns)])
+    new = [j for j in range(width) if mask[len(columns) + j]]
+    assert positions[new].tolist() == list(range(before, before + len(new))), "positions as if alone"
+    return columns + new_ids.tolist()
+
+
 class RowCache:
-    """The scripted model's "KV cache": the token ids of each batch row."""
+    """The scripted model's "KV cache": the token id at each cache column of each batch row (the attention
+    mask says which columns a step sees, as it does for a real model's keys and values)."""
 
     def __init__(self, rows: list[list[int]]) -> None:
         self.rows = rows
@@ -113,14 +126,12 @@ class ScriptedLM(torch.nn.Module):
         self.calls += 1
         self.widths.append(input_ids.shape[0])
         rows = past_key_values.rows if past_key_values is not None else [[] for _ in range(input_ids.shape[0])]
-        new = attention_mask[:, -input_ids.shape[1] :].bool()
         logits = torch.full((input_ids.shape[0], 1, self.vocab), -1e4)
         for i, row in enumerate(rows):
-            before = len(row)
-            row += input_ids[i][new[i]].tolist()
-            assert position_ids[i][new[i]].tolist() == list(range(before, len(row))), "positions as if alone"
-            self.contexts.append(list(row))
-            for score, token in enumerate(self.ranked(row)):
+            row[:] = _visible(row, input_ids[i], attention_mask[i], position_ids[i])
+            ctx = [t for t, m in zip(row, attention_mask[i].tolist()) if m]
+            self.contexts.append(ctx)
+            for score, token in enumerate(self.ranked(ctx)):
                 logits[i, 0, token] = max(logits[i, 0, token].item(), -float(score))
             logits[i, 0, self.tokenizer.eos_token_id] = max(logits[i, 0, self.tokenizer.eos_token_id].item(), -50.0)
         return SimpleNamespace(logits=logits, past_key_values=self.cache_type(rows) if use_cache else None)
@@ -375,6 +386,9 @@ def test_batched_equals_one_at_a_time(tokenizer, memory, cache_type, use_cache):
     assert max(model.widths) == len(BATCH_PROMPTS)  # really batched
     assert {t.finish_reason for t in alone} == {FINISH_EOS, FINISH_LENGTH}
     assert sum(len(t.reads) for t in alone) >= 4 and sum(len(t.skipped) for t in alone) >= 1
+    # One forward pass per generated token of the longest generation: a read (its results inserted, a read
+    # abandoned, a previous block removed) costs no pass of its own and no re-prefill of the batch.
+    assert model.calls == max(t.new_tokens + (t.finish_reason == FINISH_EOS) for t in together)
 
 
 def test_options_are_checked():
@@ -423,10 +437,9 @@ class Steered(torch.nn.Module):
             **{CACHE_KW: real},
         )
         logits = out.logits[:, -1:, :].clone()
-        new = attention_mask[:, -input_ids.shape[1] :].bool()
         for i, row in enumerate(rows):
-            row += input_ids[i][new[i]].tolist()
-            token = self.forced(row)
+            row[:] = _visible(row, input_ids[i], attention_mask[i], position_ids[i])
+            token = self.forced([t for t, m in zip(row, attention_mask[i].tolist()) if m])
             if token is not None:
                 logits[i, 0, token] += 1e3
         real = getattr(out, CACHE_KW)
