@@ -25,6 +25,7 @@ warm-up batch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -54,10 +55,42 @@ def smollm2_dir(work: Path) -> str:
     return str(save_smollm2(Path(next(iter(spec.submodule_search_locations))), work / "smollm2"))
 
 
+def random_mistral_7b(tokenizer_dir: str, args: argparse.Namespace, memory: Any = None) -> Any:
+    """A `MemLLM` on the Mistral-7B architecture with random weights (no 14 GB checkpoint to write and read)
+    and fresh "write" and "read" LoRA adapters of `memllm train`'s default shape (LoRA B starts at zero, so
+    the adapters compute the base model's outputs, at their full cost)."""
+    import torch
+    from memllm.runtime.model import MemLLM, default_dtype
+    from memllm.trainer.config import DataSource, TrainConfig
+    from memllm.trainer.modeling import lora_config
+    from memllm.trainer.tokenization import load_tokenizer, prepare_tokenizer
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    info = prepare_tokenizer(tokenizer)
+    dtype = torch.bfloat16 if args.bf16 else default_dtype(args.device)
+    with torch.device(args.device):
+        base = AutoModelForCausalLM.from_config(
+            MistralConfig(**({"num_hidden_layers": args.layers} if args.layers else {})), dtype=dtype
+        )
+    if base.get_input_embeddings().weight.shape[0] < info.vocab_after:
+        base.resize_token_embeddings(info.vocab_after)
+    base.config.pad_token_id = info.pad_id
+    config = lora_config(TrainConfig([DataSource(Path("."))], "write", tokenizer_dir, Path(".")), info, base)
+    config.bias, config.inference_mode = "none", True  # as `MemLLM.from_pretrained` loads the trainer's adapters
+    model = get_peft_model(base, config, adapter_name="write")
+    model.add_adapter("read", config)
+    model.to(dtype).eval()
+    return MemLLM(model, tokenizer, info, memory, args.device)
+
+
 def sample_data(work: Path) -> Path:
+    out = work / "sample"
+    if (out / "memory_read").is_dir():  # made by an earlier run with this --work
+        return out
     from memllm.pipeline.cli import main
 
-    out = work / "sample"
     if main(["generate", "-q", "--runner=FnApiRunner", "--output", str(out)]) != 0:
         sys.exit("bench_runtime: memllm generate failed")
     return out
@@ -138,12 +171,43 @@ def plain_generate(mm: Any, prompts: list[str], args: argparse.Namespace) -> int
     return total
 
 
+@contextlib.contextmanager
+def forward_timer(mm: Any) -> Any:
+    """[calls, seconds] of the base model's forward passes in the block (synchronised on a GPU), to tell the
+    model's time from the loop's own."""
+    import torch
+
+    model = mm.model.get_base_model() if hasattr(mm.model, "get_base_model") else mm.model
+    sync = torch.cuda.synchronize if str(mm.device).startswith("cuda") else (lambda: None)
+    totals, start = [0, 0.0], []
+
+    def before(*_: Any, **__: Any) -> None:
+        sync()
+        start.append(time.perf_counter())
+
+    def after(*_: Any, **__: Any) -> None:
+        sync()
+        totals[0] += 1
+        totals[1] += time.perf_counter() - start.pop()
+
+    hooks = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+    try:
+        yield totals
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def bench_read(mm: Any, prompts: list[str], args: argparse.Namespace) -> list[dict]:
     options = dict(max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch_size)
     with mm.using("read"):
-        plain_generate(mm, prompts[:2], argparse.Namespace(**{**vars(args), "max_new_tokens": 4}))  # warm-up
-        traces, read_s = timed(lambda: mm.generate(prompts, **options))
-        plain_tokens, plain_s = timed(lambda: plain_generate(mm, prompts, args))
+        # Warm-up of both variants on every prompt batch shape (a GPU's first call of a shape selects kernels)
+        plain_generate(mm, prompts, argparse.Namespace(**{**vars(args), "max_new_tokens": 4}))
+        mm.generate(prompts, **{**options, "max_new_tokens": 4})
+        with forward_timer(mm) as read_forward:
+            traces, read_s = timed(lambda: mm.generate(prompts, **options))
+        with forward_timer(mm) as plain_forward:
+            plain_tokens, plain_s = timed(lambda: plain_generate(mm, prompts, args))
     tokens = sum(t.new_tokens for t in traces)
     reads = sum(len(t.reads) for t in traces)
     skipped = sum(len(t.skipped) for t in traces)
@@ -151,8 +215,9 @@ def bench_read(mm: Any, prompts: list[str], args: argparse.Namespace) -> list[di
         dict(task="generate", variant="with reads (MemLLM.generate)", items=tokens, unit="tokens", seconds=read_s),
         dict(task="generate", variant="plain model.generate", items=plain_tokens, unit="tokens", seconds=plain_s),
     ]
-    for r in rows:
+    for r, forward in zip(rows, (read_forward, plain_forward)):
         r["rate"] = r["items"] / r["seconds"]
+        r |= dict(forward_calls=forward[0], forward_seconds=forward[1])
     rows[0] |= dict(reads=reads, skipped_reads=skipped, prompts=len(prompts))
     rows[0]["ratio"] = rows[1]["rate"] / rows[0]["rate"]  # cost per generated token, reads over plain
     return rows
@@ -179,6 +244,12 @@ def main() -> None:
     p.add_argument("--write-max-new-tokens", type=int, default=64, help="per write (default 64)")
     p.add_argument("--gen-batch-size", type=int, default=8, help="prompts generated together (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="per prompt (default 48)")
+    p.add_argument(
+        "--mistral-7b-config",
+        action="store_true",
+        help="Mistral-7B architecture, random weights, fresh adapters (--model: its tokenizer)",
+    )
+    p.add_argument("--layers", type=int, help="with --mistral-7b-config: this many layers instead of 32")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU (default 2)")
@@ -198,10 +269,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.mistral_7b_config and not args.model:
+        p.error("--mistral-7b-config needs --model (a directory with Mistral-7B's tokenizer)")
     model = args.model or smollm2_dir(work)
     data = sample_data(work)
-    write_adapter = "write" in tasks and (args.write_adapter or train_adapter(data, model, "write", work / "write"))
-    read_adapter = "generate" in tasks and (args.read_adapter or train_adapter(data, model, "read", work / "read"))
+    if args.mistral_7b_config:
+        write_adapter = read_adapter = "random"
+    else:
+        write_adapter = "write" in tasks and (args.write_adapter or train_adapter(data, model, "write", work / "write"))
+        read_adapter = "generate" in tasks and (args.read_adapter or train_adapter(data, model, "read", work / "read"))
+    random_7b = random_mistral_7b(model, args) if args.mistral_7b_config else None
 
     from memllm.memory.exact import ExactMemory
     from memllm.runtime.model import MemLLM
@@ -210,8 +287,10 @@ def main() -> None:
     rows, goals = [], {}
     # One MemLLM per adapter: PEFT cannot add a second adapter with new-token rows (`trainable_token_indices`)
     # to a base that ties its embeddings to a LoRA-wrapped `lm_head` (SmolLM2); Mistral's vocabulary needs none.
-    if write_adapter:
-        writer = MemLLM.from_pretrained(model, write_adapter=write_adapter, device=args.device, dtype=dtype)
+    if "write" in tasks:
+        writer = random_7b or MemLLM.from_pretrained(
+            model, write_adapter=write_adapter, device=args.device, dtype=dtype
+        )
         w = bench_write(writer, docred_sentences(args.data, args.sentences), args)
         del writer
         rows += w
@@ -221,21 +300,30 @@ def main() -> None:
             f"equal for {w[0]['same_outputs']} sentences"
         )
         goals["write_batched_speedup"] = (w[0]["ratio"], f">= {WRITE_GOAL}", w[0]["ratio"] >= WRITE_GOAL)
-    if read_adapter:
+    if "generate" in tasks:
         gold = [(t["head"], t["relation"], t["tail"]) for r in read_rows(data, "memory_write") for t in r["triples"]]
         prompts = list(dict.fromkeys((r["preapi_text"] or r["pre_text"]) for r in read_rows(data, "memory_read")))
-        reader = MemLLM.from_pretrained(
-            model, read_adapter=read_adapter, memory=ExactMemory(gold), device=args.device, dtype=dtype
-        )
+        if random_7b is not None:
+            random_7b.memory, reader = ExactMemory(gold), random_7b
+        else:
+            reader = MemLLM.from_pretrained(
+                model, read_adapter=read_adapter, memory=ExactMemory(gold), device=args.device, dtype=dtype
+            )
         g = bench_read(reader, prompts, args)
         rows += g
         print_rows(g)
         print(f"generate: {g[0]['prompts']} prompts, {g[0]['reads']} reads made, {g[0]['skipped_reads']} abandoned")
+        for r in g:
+            print(
+                f"  {r['variant']}: {r['forward_calls']} forward passes, {r['forward_seconds']:.2f} s in them, "
+                f"{r['seconds'] - r['forward_seconds']:.2f} s outside"
+            )
         goals["read_cost_per_token"] = (g[0]["ratio"], f"<= {READ_GOAL}", g[0]["ratio"] <= READ_GOAL)
     for name, (value, goal, met) in goals.items():
         print(f"goal {name}: {value:.2f} (goal {goal}): {'met' if met else 'NOT met'}")
     if args.json:
         meta = dict(model=model, device=args.device, bf16=args.bf16, threads=args.threads, data=str(args.data))
+        meta |= dict(mistral_7b_config=args.mistral_7b_config, layers=args.layers)
         goals_out = {k: dict(value=v, goal=g_, met=m) for k, (v, g_, m) in goals.items()}
         args.json.write_text(json.dumps(dict(meta=meta, rows=rows, goals=goals_out), indent=2) + "\n")
 
