@@ -273,26 +273,19 @@ def main() -> None:
         p.error("--mistral-7b-config needs --model (a directory with Mistral-7B's tokenizer)")
     model = args.model or smollm2_dir(work)
     data = sample_data(work)
-    if args.mistral_7b_config:
-        write_adapter = read_adapter = "random"
-    else:
-        write_adapter = "write" in tasks and (args.write_adapter or train_adapter(data, model, "write", work / "write"))
-        read_adapter = "generate" in tasks and (args.read_adapter or train_adapter(data, model, "read", work / "read"))
-    random_7b = random_mistral_7b(model, args) if args.mistral_7b_config else None
-
     from memllm.memory.exact import ExactMemory
     from memllm.runtime.model import MemLLM
 
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    if args.mistral_7b_config:
+        mm = random_mistral_7b(model, args)
+    else:  # one base model, both adapters on it
+        write_adapter = "write" in tasks and (args.write_adapter or train_adapter(data, model, "write", work / "write"))
+        read_adapter = "generate" in tasks and (args.read_adapter or train_adapter(data, model, "read", work / "read"))
+        dtype = torch.bfloat16 if args.bf16 else torch.float32
+        mm = MemLLM.from_pretrained(model, write_adapter or None, read_adapter or None, device=args.device, dtype=dtype)
     rows, goals = [], {}
-    # One MemLLM per adapter: PEFT cannot add a second adapter with new-token rows (`trainable_token_indices`)
-    # to a base that ties its embeddings to a LoRA-wrapped `lm_head` (SmolLM2); Mistral's vocabulary needs none.
     if "write" in tasks:
-        writer = random_7b or MemLLM.from_pretrained(
-            model, write_adapter=write_adapter, device=args.device, dtype=dtype
-        )
-        w = bench_write(writer, docred_sentences(args.data, args.sentences), args)
-        del writer
+        w = bench_write(mm, docred_sentences(args.data, args.sentences), args)
         rows += w
         print_rows(w)
         print(
@@ -303,13 +296,8 @@ def main() -> None:
     if "generate" in tasks:
         gold = [(t["head"], t["relation"], t["tail"]) for r in read_rows(data, "memory_write") for t in r["triples"]]
         prompts = list(dict.fromkeys((r["preapi_text"] or r["pre_text"]) for r in read_rows(data, "memory_read")))
-        if random_7b is not None:
-            random_7b.memory, reader = ExactMemory(gold), random_7b
-        else:
-            reader = MemLLM.from_pretrained(
-                model, read_adapter=read_adapter, memory=ExactMemory(gold), device=args.device, dtype=dtype
-            )
-        g = bench_read(reader, prompts, args)
+        mm.memory = ExactMemory(gold)
+        g = bench_read(mm, prompts, args)
         rows += g
         print_rows(g)
         print(f"generate: {g[0]['prompts']} prompts, {g[0]['reads']} reads made, {g[0]['skipped_reads']} abandoned")

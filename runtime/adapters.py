@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TRAIN_CONFIG = "train_config.json"
-_PEFT_PREFIX = "base_model.model."
+PEFT_PREFIX = "base_model.model."
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def lora_shapes(path: Path) -> dict[str, tuple[int, int]]:
         for key in f.keys():
             for part, side in ((".lora_A.weight", 0), (".lora_B.weight", 1)):
                 if key.endswith(part):
-                    name = key[: -len(part)].removeprefix(_PEFT_PREFIX)
+                    name = key[: -len(part)].removeprefix(PEFT_PREFIX)
                     shape = f.get_slice(key).get_shape()  # A: (r, in), B: (out, r)
                     entry = shapes.setdefault(name, [None, None])
                     entry[side] = shape[1] if side == 0 else shape[0]

@@ -1,9 +1,11 @@
 """`MemLLM`: one base causal LM with the memory-write and memory-read LoRA adapters, a tokenizer and a memory.
 
 One copy of the base weights is held; the two adapters are PEFT adapters named "write" and "read" on it,
-switched with `using(name)` (PEFT `set_adapter`). The tokenizer is the base model's with the API tokens
-registered exactly as `memllm train` registers them (`trainer.tokenization.prepare_tokenizer`), so prompts
-tokenize as the training texts did. Precision: bf16 on a CUDA GPU that supports it, else float32.
+switched with `using(name)` (PEFT `set_adapter`, and the adapter's own embedding rows for API tokens the
+base vocabulary lacked, which this module swaps in itself: see `_attach`). The tokenizer is the base
+model's with the API tokens registered exactly as `memllm train` registers them
+(`trainer.tokenization.prepare_tokenizer`), so prompts tokenize as the training texts did. Precision: bf16
+on a CUDA GPU that supports it, else float32.
 
 `write` runs the memory-write loop (`runtime.write`); `generate` runs generation with memory reads
 (`runtime.read.generate_with_reads`). What this module doesn't do: training, serving, Beam.
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from memllm.memory.base import Memory
 from memllm.memory.errors import MemoryUsageError
-from memllm.runtime.adapters import AdapterInfo, adapter_bias_keys, check_base, inspect_adapter
+from memllm.runtime.adapters import PEFT_PREFIX, AdapterInfo, adapter_bias_keys, check_base, inspect_adapter
 from memllm.runtime.errors import RuntimeInputError
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class MemLLM:
         self.memory = memory
         self.device = device
         self.max_length = max_length
+        self._token_rows: TokenRows | None = None  # set by from_pretrained when adapters trained new tokens
 
     @classmethod
     def from_pretrained(
@@ -125,8 +128,9 @@ class MemLLM:
         device = device or default_device()
         dtype = dtype if dtype is not None else default_dtype(device)
         model = _load_model(base, dtype, token_info)
+        rows = None
         if infos:
-            model = _attach(model, infos)
+            model, rows = _attach(model, infos)
         model.to(device).eval()
 
         if memory is None:
@@ -135,7 +139,11 @@ class MemLLM:
             memory = ExactMemory()
         elif isinstance(memory, str | Path):
             memory = open_memory(memory, create=create_memory, embedding_model=embedding_model, device="cpu")
-        return cls(model, tokenizer, token_info, memory, device, _max_length(infos, config))
+        mm = cls(model, tokenizer, token_info, memory, device, _max_length(infos, config))
+        if rows is not None:
+            mm._token_rows = rows
+            rows.use(infos[0].role)
+        return mm
 
     def has_adapter(self, name: str) -> bool:
         return name in getattr(self.model, "peft_config", {})
@@ -146,11 +154,16 @@ class MemLLM:
         if not self.has_adapter(adapter):
             raise RuntimeInputError(f"no {adapter} adapter loaded (from_pretrained({adapter}_adapter=...))")
         previous = self.model.active_adapter
-        self.model.set_adapter(adapter)
+        self._activate(adapter)
         try:
             yield self
         finally:
-            self.model.set_adapter(previous)
+            self._activate(previous)
+
+    def _activate(self, adapter: str) -> None:
+        self.model.set_adapter(adapter)
+        if self._token_rows is not None:
+            self._token_rows.use(adapter)
 
     def write(self, texts: Iterable[str], batch_size: int = 16, show: bool = False, **options: Any) -> WriteResult:
         """Extract triples from `texts` with the write adapter and store them (see `runtime.write.write`)."""
@@ -190,24 +203,82 @@ def _load_model(base: str, dtype: Any, token_info: Any) -> Any:
     return model
 
 
-def _attach(model: Any, infos: list[AdapterInfo]) -> Any:
-    """Both adapters on one base model. PEFT allows one adapter with `bias != "none"` per model, and the
-    trainer saves `bias="lora_only"`; on a model whose adapted layers have no bias (Mistral, Llama, SmolLM2)
-    that trains and saves no bias, so the adapter is loaded as `bias="none"`, which computes the same."""
-    from peft import PeftModel, set_peft_model_state_dict
+def _attach(model: Any, infos: list[AdapterInfo]) -> tuple[Any, TokenRows]:
+    """Both adapters on one base model, and the rows of new tokens each adapter trained.
+
+    PEFT allows one adapter with `bias != "none"` per model, and the trainer saves `bias="lora_only"`; on a
+    model whose adapted layers have no bias (Mistral, Llama, SmolLM2) that trains and saves no bias, so the
+    adapter is loaded as `bias="none"`, which computes the same.
+
+    New tokens (`trainable_token_indices`, saved when the base vocabulary lacked the API tokens) are kept out of
+    PEFT: it cannot add a second adapter with them to a base whose output layer is tied to the embeddings and
+    LoRA-wrapped (SmolLM2). Each adapter's rows are loaded here and written into the embedding matrix when the
+    adapter is activated (`TokenRows.use`), which is what PEFT computes with them (it replaces those rows, and
+    a tied output layer shares the matrix)."""
+    from peft import get_peft_model, set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
-    first, *rest = infos
-    peft_model = PeftModel.from_pretrained(model, str(first.path), adapter_name=first.role, config=_config(first))
-    for info in rest:
+    peft_model, rows = None, TokenRows(model)
+    for info in infos:
         config = _config(info)
         config.inference_mode = True
-        peft_model.add_adapter(info.role, config)
-        loaded = set_peft_model_state_dict(peft_model, load_peft_weights(str(info.path)), adapter_name=info.role)
+        indices = config.trainable_token_indices
+        config.trainable_token_indices = None
+        weights = load_peft_weights(str(info.path))
+        rows.add(info, indices, {k: weights.pop(k) for k in [k for k in weights if k.endswith(TokenRows.SUFFIX)]})
+        if peft_model is None:
+            peft_model = get_peft_model(model, config, adapter_name=info.role)
+        else:
+            peft_model.add_adapter(info.role, config)
+        loaded = set_peft_model_state_dict(peft_model, weights, adapter_name=info.role)
         if getattr(loaded, "unexpected_keys", None):
             raise RuntimeInputError(f"{info.role} adapter {info.path}: weights the model has no place for")
-    peft_model.set_adapter(first.role)
-    return peft_model
+    peft_model.set_adapter(infos[0].role)
+    return peft_model, rows
+
+
+class TokenRows:
+    """The embedding rows of new tokens per adapter, and the base model's own rows at those indices."""
+
+    SUFFIX = ".token_adapter.trainable_tokens_delta"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model  # the base transformers model (PEFT wraps it in place)
+        self.rows: dict[str, dict[str, tuple[list[int], Any]]] = {}  # adapter -> module -> (indices, rows)
+        self.base: dict[str, Any] = {}  # module -> {index: base row}
+
+    def add(self, info: AdapterInfo, indices: Any, deltas: dict[str, Any]) -> None:
+        import torch
+
+        if not deltas:
+            return
+        modules = dict(self.model.named_modules())
+        for key, delta in deltas.items():
+            name = key.removeprefix(PEFT_PREFIX).removesuffix(self.SUFFIX)
+            short = name.rsplit(".", 1)[-1]
+            ids = indices.get(short, indices.get(name)) if isinstance(indices, dict) else indices
+            if name not in modules or not ids or len(ids) != delta.shape[0]:
+                raise RuntimeInputError(f"{info.role} adapter {info.path}: new-token rows the model has no place for")
+            weight = modules[name].weight
+            saved = self.base.setdefault(name, {})
+            for i in ids:
+                saved.setdefault(i, weight.detach()[i].clone())
+            self.rows.setdefault(info.role, {})[name] = (list(ids), delta.to(torch.float32))
+
+    def use(self, adapter: str) -> None:
+        """Write `adapter`'s rows into the embeddings (the base rows where it trained none)."""
+        import torch
+
+        if not self.base:
+            return
+        modules = dict(self.model.named_modules())
+        with torch.no_grad():
+            for name, saved in self.base.items():
+                weight = modules[name].weight
+                ids, rows = self.rows.get(adapter, {}).get(name, ([], None))
+                mine = dict(zip(ids, rows)) if rows is not None else {}
+                for i, base_row in saved.items():
+                    weight[i] = mine.get(i, base_row).to(weight.device, weight.dtype)
 
 
 def _config(info: AdapterInfo) -> Any:

@@ -131,3 +131,55 @@ def test_memllm_write_command(tiny_mistral, write_adapter, read_adapter, minilm_
     assert len(err) == 1 and "trained for the read task" in err[0]
     assert main(["write", *common, "--adapter", str(write_adapter), "--input", str(tmp_path / "none.txt")]) == 2
     assert "none.txt: no such file" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_tied(smollm2, tmp_path_factory):
+    """A tiny random Llama with SmolLM2's tokenizer, which lacks the API tokens, and embeddings tied to the
+    output layer (as SmolLM2's are), with a write and a read adapter from `memllm train`: each adapter trains
+    its own rows for the new tokens (`trainable_token_indices`)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tests.runtime.conftest import train_adapter
+
+    out = tmp_path_factory.mktemp("tiny-tied")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out / "base")
+    tokenizer.save_pretrained(out / "base")
+    base = out / "base"
+    return base, train_adapter(out / "w", base, "write"), train_adapter(out / "r", base, "read")
+
+
+def test_two_adapters_with_new_token_rows_on_a_tied_base(tiny_tied):
+    """Each adapter computes, on text with the new tokens, what PEFT computes with it loaded alone."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base, write, read = tiny_tied
+    assert json.loads((write / "adapter_config.json").read_text())["trainable_token_indices"]
+    mm = MemLLM.from_pretrained(str(base), str(write), str(read), device="cpu")
+    text = "Carla Fenwick was born in({MEM_READ(Carla Fenwick>>place of birth>>)-->Dunmore})"
+    ids = mm.tokenizer(text, return_tensors="pt")["input_ids"]
+    assert set(mm.token_info.new_token_ids) <= set(ids[0].tolist())
+    got = {}
+    for name, path in (("read", read), ("write", write), ("read", read)):  # switching back and forth
+        with mm.using(name), torch.no_grad():
+            got[name] = mm.model(input_ids=ids).logits[0]
+        alone = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        alone.resize_token_embeddings(len(mm.tokenizer))
+        with torch.no_grad():
+            expected = PeftModel.from_pretrained(alone, str(path)).eval()(input_ids=ids).logits[0]
+        torch.testing.assert_close(got[name], expected)
+    assert not torch.allclose(got["read"], got["write"])
