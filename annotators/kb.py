@@ -7,10 +7,12 @@ neighbours (ids it shares a fact with, either direction), and which time values 
 
 Aliases are matched by `alias_key`: case-folded, whitespace removed, typographic quotes and thousands
 separators normalised. Removing whitespace makes `Wilfried " Willi " Schneider` (DocRED's token-joined
-form) and `Wilfried "Willi" Schneider` the same key; the rare collisions it causes (`a b` vs `ab`) are
-left to disambiguation. Pickling keeps only the rows and rebuilds the indexes (cheap, and far smaller
-than pickled dicts). This KB holds everything in one process: fine for a KB restricted to the entities of
-a corpus, not for the whole of Wikidata (~100M items), which needs a sharded lookup service instead.
+form) and `Wilfried "Willi" Schneider` the same key; the collisions it causes (`Paris is` vs `Parisis`)
+the linker tells apart by their words (`alias_words`). Pickling keeps only the rows and rebuilds the
+indexes (cheap, and far smaller than pickled dicts). This KB holds everything in one process: fine for a
+KB restricted to the entities of a corpus, not for the whole of Wikidata (~100M items), which
+`annotators.kb_index.KBIndex` serves from memory-mapped files instead. Both answer `KBLookups`, the
+lookups by key or id the linker makes; listing every name (`aliases`, `alias_keys`) is this class's alone.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import repeat
+from typing import Protocol
 
 import pyarrow as pa
 from memllm.annotators.wikidata import WikidataEntity
@@ -28,12 +32,36 @@ KB_FACT_SCHEMA = pa.schema([("subject", pa.string()), ("property", pa.string()),
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_WORD_RUN = re.compile(r"\w+")
 
 
 def alias_key(text: str) -> str:
     """The lookup key of a surface form: NFKC, case-folded, no whitespace, `’`→`'`, `1,500`→`1500`."""
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold()
-    return _THOUSANDS.sub("", "".join(text.split()))
+    return join_token_keys(token_key(text))
+
+
+def token_key(token: str) -> str:
+    """A token's part of an alias key: `join_token_keys` of the concatenated parts of a text's tokens is the
+    text's `alias_key` (NFKC does not join characters across token edges in practice), which lets the linker
+    build the keys of all n-grams of a document by concatenation."""
+    if token.isascii():  # the common case: NFKC and the quote table change nothing, casefold is lower
+        return "".join(token.lower().split())
+    return "".join(unicodedata.normalize("NFKC", token).translate(_QUOTES).casefold().split())
+
+
+def alias_words(text: str) -> tuple[str, ...]:
+    """The words of a surface form, normalised as in `alias_key`: two forms with one key are taken for one
+    name when they also have the same words, as `Wilfried " Willi " Schneider` and `Wilfried "Willi"
+    Schneider` do and `Paris is` and `Parisis` do not."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    return tuple(_WORD_RUN.findall(_THOUSANDS.sub("", text.casefold())))
+
+
+def join_token_keys(joined: str) -> str:
+    """The alias key of concatenated `token_key`s: thousands separators go only now, when their digits are
+    known on both sides (`1` `,` `500`)."""
+    return _THOUSANDS.sub("", joined) if "," in joined else joined
 
 
 def is_time_key(kb_id: str) -> bool:
@@ -44,6 +72,23 @@ def is_time_key(kb_id: str) -> bool:
 def _id_order(entity_id: str) -> tuple[int, str]:
     # Q9 before Q10: numeric order for Wikidata ids, string order as the tie-break.
     return (len(entity_id), entity_id)
+
+
+class KBLookups(Protocol):
+    """What the linker and the annotator ask of a KB: lookups by alias key, surface form or id, never a
+    listing of all names, so that a KB too big for memory (`annotators.kb_index.KBIndex`) answers them too."""
+
+    def __contains__(self, entity_id: str) -> bool: ...
+    def __len__(self) -> int: ...
+    def candidates(self, key: str) -> tuple[str, ...]: ...
+    def candidates_many(self, keys: Sequence[str]) -> list[tuple[str, ...]]: ...
+    def is_exact_form(self, text: str) -> bool: ...
+    def label(self, entity_id: str) -> str | None: ...
+    def names(self, entity_id: str) -> tuple[str, ...]: ...
+    def facts(self, subject: str) -> tuple[tuple[str, str], ...]: ...
+    def facts_between(self, subject: str, obj: str) -> tuple[str, ...]: ...
+    def neighbours(self, entity_id: str) -> frozenset[str]: ...
+    def has_time(self, key: str) -> bool: ...
 
 
 class KnowledgeBase:
@@ -141,6 +186,10 @@ class KnowledgeBase:
     def candidates(self, key: str) -> tuple[str, ...]:
         """Entity ids with a name whose `alias_key` is `key`, in id order."""
         return self._alias_index.get(key, ())
+
+    def candidates_many(self, keys: Sequence[str]) -> list[tuple[str, ...]]:
+        """`candidates` of each key, in order: the linker asks for all of a document's spans at once."""
+        return list(map(self._alias_index.get, keys, repeat((), len(keys))))
 
     def alias_keys(self) -> Iterable[str]:
         return self._alias_index.keys()

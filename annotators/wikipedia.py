@@ -2,8 +2,9 @@
 
 `WikipediaAnnotator.annotate` takes a batch of `Article`s and yields, in input order, either the
 article's documents or an `ArticleError` (empty or non-string text, text over the size cap, a failure
-while annotating): a bad article never stops the batch. Texts go through `nlp.pipe` in batches; the KB
-(`annotators.kb`) and the linker's `PhraseMatcher` are built once per annotator.
+while annotating): a bad article never stops the batch. Texts go through `nlp.pipe` in batches; the KB is
+anything answering `annotators.kb.KBLookups` (the in-memory `KnowledgeBase`, or the memory-mapped
+`annotators.kb_index.KBIndex` the pipeline uses), asked by key and id only.
 
 Per article: the lead section (or full text, `AnnotationConfig.sections`) is tokenized and split into
 sentences; sentences are grouped into documents of at most `max_words` words (`#k` ids when split);
@@ -26,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from memllm.annotators.articles import SECTIONS, article_text, chunk_sentences
-from memllm.annotators.kb import KnowledgeBase, alias_key
+from memllm.annotators.kb import KBLookups, alias_key
 from memllm.annotators.linking import Linker, LinkingConfig, SpanMention
 from memllm.annotators.nlp import load_nlp
 from memllm.schemas.article import Article
@@ -75,9 +76,9 @@ class ArticleError(ValueError):
 
 
 class WikipediaAnnotator:
-    """Annotates articles against one KB. Build once per worker: it holds the spaCy model and matcher."""
+    """Annotates articles against one KB. Build once per worker: it holds the spaCy model."""
 
-    def __init__(self, kb: KnowledgeBase, config: AnnotationConfig = AnnotationConfig(), nlp=None):
+    def __init__(self, kb: KBLookups, config: AnnotationConfig = AnnotationConfig(), nlp=None):
         self.kb = kb
         self.config = config
         self.nlp = nlp if nlp is not None else load_nlp()

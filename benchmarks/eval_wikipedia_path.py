@@ -22,6 +22,14 @@ components) and of the whole `WikipediaAnnotator.annotate`, per CPU second of th
 machine may be shared) and per wall second.
 
     python benchmarks/eval_wikipedia_path.py [--shared DATA] [--limit N] [--batch-size 64] [--fuzzy-threshold 90]
+    python benchmarks/make_wikidata_dump.py --items 1000000 --embed DATA/kb/redocred_dev_wikidata.json \
+        --output D1M.json.gz
+    python benchmarks/eval_wikipedia_path.py --kb D1M.json.gz --work W1M      # the dev KB inside 1M items
+
+The KB goes through the pipeline's own build (Beam `BuildKB` into Parquet tables, then the memory-mapped
+`KBIndex`), in a child process whose peak memory is reported apart; the annotation runs in this process,
+whose peak RSS and anonymous / file-backed RSS are what one worker would hold (spaCy included).
+`--in-memory` loads the dump into a `KnowledgeBase` instead (the path before the index).
 
 `DATA` is the directory holding `wikipedia/`, `kb/` and `redocred/` (default: `shared/data` beside the
 repository).
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,12 +47,54 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from memllm.annotators.articles import article_text
 from memllm.annotators.kb import KnowledgeBase, alias_key
-from memllm.annotators.wikidata import parse_dump_line, time_key
+from memllm.annotators.kb_index import KBIndex
+from memllm.annotators.wikidata import DOCRED_PROPERTIES, parse_dump_line, time_key
 from memllm.annotators.wikipedia import AnnotationConfig, WikipediaAnnotator, load_nlp
 from memllm.schemas.article import Article
 
 ROOT = Path(__file__).resolve().parent.parent
 PRONOUNS = frozenset("he she it they him her them his hers its their theirs himself herself itself themselves".split())
+
+
+def memory_status() -> dict[str, float]:
+    """Peak RSS (VmHWM) and the current anonymous / file-backed RSS of this process, in MB (Linux)."""
+    out = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "RssAnon", "RssFile"):
+                out[name] = int(value.split()[0]) / 1024
+    return out
+
+
+def _build(dump: str, work: str, queue) -> None:
+    from memllm.pipeline.kb_source import build_kb, built_from, dump_marker, ensure_kb_index
+
+    t0 = time.perf_counter()
+    kb_dir = str(Path(work) / "kb")
+    if built_from(kb_dir) != dump_marker(dump, DOCRED_PROPERTIES):
+        build_kb(dump, kb_dir, ["--runner=FnApiRunner"])
+    t_tables = time.perf_counter() - t0
+    manifest = ensure_kb_index(kb_dir)
+    size = manifest["bytes"] / 2**20
+    queue.put(dict(kb_dir=kb_dir, tables_s=t_tables, seconds=time.perf_counter() - t0, index_mb=size))
+
+
+def build_kb_in_child(dump: Path, work: Path) -> dict:
+    """The pipeline's own KB build (Beam `BuildKB`, then `ensure_kb_index`) in a child process, so its memory
+    is measured apart from the annotation's; reused from `work` when built from the same dump."""
+    import multiprocessing as mp
+    import resource
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_build, args=(str(dump), str(work), queue))
+    child.start()
+    out = queue.get()
+    child.join()
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["index"] = str(Path(out["kb_dir"]) / "index")
+    return out
 
 
 def _object(o) -> str:
@@ -143,6 +194,9 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N documents only")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--fuzzy-threshold", type=float, default=AnnotationConfig.fuzzy_threshold)
+    ap.add_argument("--kb", type=Path, help="a Wikidata JSON dump holding the dev KB (default: the dev KB alone)")
+    ap.add_argument("--work", type=Path, help="where the KB tables and index go (reused by a later run)")
+    ap.add_argument("--in-memory", action="store_true", help="load the KB into a KnowledgeBase instead")
     args = ap.parse_args(argv)
 
     rows = pq.read_table(args.shared / "wikipedia" / "redocred_dev_as_wikipedia.parquet").to_pylist()
@@ -150,15 +204,20 @@ def main(argv=None) -> None:
     n = min(len(rows), args.limit or len(rows))
     articles = [Article(r["id"], r["url"], r["title"], r["text"], i) for i, r in enumerate(rows[:n])]
 
-    t0 = time.perf_counter()
-    with open(args.shared / "kb" / "redocred_dev_wikidata.json", "rb") as f:
-        kb = KnowledgeBase.from_entities(e for line in f if (e := parse_dump_line(line)) is not None)
-    t_kb = time.perf_counter() - t0
+    dump = args.kb or args.shared / "kb" / "redocred_dev_wikidata.json"
+    if args.in_memory:
+        t0 = time.perf_counter()
+        with open(dump, "rb") as f:
+            kb = KnowledgeBase.from_entities(e for line in f if (e := parse_dump_line(line)) is not None)
+        built = {"seconds": time.perf_counter() - t0, "peak_rss_mb": None, "entities": len(kb), "facts": kb.num_facts}
+    else:
+        built = build_kb_in_child(dump, args.work or Path(tempfile.mkdtemp(prefix="eval-kb-")))
+        kb = KBIndex.open(built["index"])
+    rss_before = memory_status()
     nlp = load_nlp()
     config = AnnotationConfig(batch_size=args.batch_size, fuzzy_threshold=args.fuzzy_threshold, max_words=100_000)
     t0 = time.perf_counter()
     annotator = WikipediaAnnotator(kb, config, nlp=nlp)
-    annotator.linker._build_fuzzy()  # built lazily on the first near-miss; count it as setup, not throughput
     t_setup = time.perf_counter() - t0
 
     texts = [article_text(a.text, config.sections) for a in articles]
@@ -183,7 +242,18 @@ def main(argv=None) -> None:
     }
     scores = {name: score(results, gold, idx) for name, idx in halves.items()}
 
-    print(f"KB: {len(kb):,} entities, {kb.num_facts:,} facts, read in {t_kb:.1f} s; annotator setup {t_setup:.1f} s")
+    rss = memory_status()
+    kind = "in memory (KnowledgeBase)"
+    if not args.in_memory:
+        kind = f"memory-mapped index (KBIndex, {built['index_mb']:,.0f} MB)"
+    print(f"KB: {dump.name}, {len(kb):,} entities, {kb.num_facts:,} facts, {kind}")
+    peak = f"{built['peak_rss_mb']:,.0f} MB" if built["peak_rss_mb"] is not None else "n/a (this process)"
+    print(f"KB build: {built['seconds']:.1f} s, peak RSS {peak}; annotator setup {t_setup:.1f} s")
+    print(
+        f"this process (the worker's share): peak RSS {rss['VmHWM']:,.0f} MB; at the end RssAnon "
+        f"{rss['RssAnon']:,.0f} MB, RssFile {rss['RssFile']:,.0f} MB "
+        f"(after the KB, before spaCy: RssAnon {rss_before['RssAnon']:,.0f} MB)"
+    )
     print(f"model {nlp.meta['lang']}_{nlp.meta['name']} {nlp.meta['version']}, components {nlp.pipe_names}")
     print()
     print(f"{'half':<16}{'docs':>6}{'gold':>7}{'pred':>7}{'P':>8}{'R':>8}{'F1':>8}{'ent R':>8}")

@@ -222,7 +222,10 @@ def run(cfg: GenerateConfig, command: str | None = None, ahead: index_ahead.Help
     clear_previous_output(cfg.output)
     resume_dir = None
     if cfg.source == "wikipedia":
+        from memllm.pipeline.kb_source import ensure_kb_index
+
         kb_dir = resolve_kb(cfg)
+        ensure_kb_index(kb_dir)
         options = {"source": cfg.source, "sections": cfg.sections, "dataset": cfg.dataset, "split": cfg.split}
         resume_dir = prepare_resume(cfg.output, fingerprint([f.path for f in files], kb_dir, options), cfg.resume)
     elif cfg.evidence == "llm":  # the judge is the expensive step of the DocRED path: its batches are kept

@@ -10,8 +10,11 @@ fact rows (subject, property, object), written by the same deterministic shard w
 
 Broken lines become dead letters (`KB/errors/`), claims of unknown shape are counted. `_SOURCE.json` names
 the dump and its size, so a later run given the same dump reuses the tables instead of reading 100 GB
-again. Nothing holds the dump in one process; `load_kb` (run once per worker) holds the tables, which for
-the 96 DocRED properties are a small fraction of it.
+again. Nothing holds the dump in one process, and no worker holds the KB: `ensure_kb_index` (on the driver,
+before the annotation pipeline) turns the tables into `KB/index/` (`annotators.kb_index`, built in bounded
+memory, reused while the tables are unchanged), and `shared_kb` (once per worker) memory-maps it, so a
+worker's heap does not grow with the KB. A KB directory on remote storage (`gs://…`) is read through a local
+copy of its index, made once per worker (`KB/index/` is written by a driver with a local KB directory).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from memllm.annotators.kb import KB_ENTITY_SCHEMA, KB_FACT_SCHEMA, KnowledgeBase
+from memllm.annotators.kb import KB_ENTITY_SCHEMA, KB_FACT_SCHEMA, KBLookups, KnowledgeBase
 from memllm.annotators.wikidata import DOCRED_PROPERTIES, DumpLineError, parse_dump_line
 from memllm.pipeline.counting import COUNTS, DEAD, CountingDoFn
+from memllm.pipeline.errors import InputError
 from memllm.pipeline.sinks import WriteShards, WriteStats
 from memllm.schemas.records import ERRORS_SCHEMA
 
@@ -38,6 +42,8 @@ SOURCE_MARKER = "_SOURCE.json"
 DUMP_SUFFIXES = (".json", ".json.gz", ".json.bz2", ".jsonl", ".jsonl.gz", ".jsonl.bz2")
 LINES_PER_BATCH = 1000
 ROWS_PER_SHARD = 1_000_000
+INDEX_DIR = "index"  # KB/index/: `annotators.kb_index`, next to the tables
+INDEX_MEMORY_MB = 1024  # the index build's memory budget (its peak is about this + 150 MB)
 
 
 def is_dump(path: str) -> bool:
@@ -140,7 +146,7 @@ def build_kb(dump: str, kb_dir: str, beam_args: list[str], properties=DOCRED_PRO
     from memllm.pipeline.sinks import clear_spill
 
     clear_spill(kb_dir, KB_TABLES)
-    for table in KB_TABLES:
+    for table in (*KB_TABLES, INDEX_DIR):  # the index of older tables goes with them
         stale = FileSystems.match([FileSystems.join(kb_dir, table, "*")])[0].metadata_list
         if stale:
             FileSystems.delete([m.path for m in stale])
@@ -165,19 +171,69 @@ def _read_tables(kb_dir: str, table: str, schema: pa.Schema) -> pa.Table:
 
 
 def load_kb(kb_dir: str) -> KnowledgeBase:
-    """The KB tables under `kb_dir` as one in-memory `KnowledgeBase` (once per worker: see `shared_kb`)."""
+    """The KB tables under `kb_dir` as one in-memory `KnowledgeBase` (small KBs and tests; the pipeline maps
+    the index instead: `shared_kb`)."""
     return KnowledgeBase.from_tables(
         _read_tables(kb_dir, "entities", KB_ENTITY_SCHEMA), _read_tables(kb_dir, "facts", KB_FACT_SCHEMA)
     )
 
 
-_loaded: dict[str, KnowledgeBase] = {}
-_loading = threading.Lock()
+def _is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
 
 
-def shared_kb(kb_dir: str) -> KnowledgeBase:
-    """`load_kb`, once per worker process: every DoFn instance and thread of a worker shares it."""
-    with _loading:
-        if kb_dir not in _loaded:
-            _loaded[kb_dir] = load_kb(kb_dir)
-        return _loaded[kb_dir]
+def ensure_kb_index(kb_dir: str, memory_mb: int = INDEX_MEMORY_MB) -> dict:
+    """Build `kb_dir/index` from the KB tables, or reuse it when it was built from the same files; returns its
+    manifest. A remote `kb_dir` must already hold an index (built where the KB directory was local)."""
+    from memllm.annotators.kb_index import build_kb_index
+
+    if not _is_local(kb_dir):
+        manifest = FileSystems.join(kb_dir, INDEX_DIR, "manifest.json")
+        if not FileSystems.exists(manifest):
+            raise InputError(
+                f"--kb {kb_dir}: no {INDEX_DIR}/ in this remote KB directory; build it where the directory is "
+                "local (memllm generate --source wikipedia --kb DIR on a local copy), then copy it there"
+            )
+        with FileSystems.open(manifest) as f:
+            return json.loads(f.read())
+    log.info("indexing the KB in %s", kb_dir)
+    return build_kb_index(kb_dir, memory_mb=memory_mb)
+
+
+def _local_index(kb_dir: str) -> str:
+    """`kb_dir/index` as a local directory: itself, or a copy made once per worker of a remote one."""
+    index = FileSystems.join(kb_dir, INDEX_DIR)
+    if _is_local(kb_dir):
+        return index
+    import hashlib
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    local = Path(tempfile.gettempdir()) / f"memllm-kb-{hashlib.sha1(index.encode()).hexdigest()[:12]}"
+    if not (local / "manifest.json").is_file():
+        partial = Path(tempfile.mkdtemp(prefix=local.name + "-", dir=local.parent))
+        for m in FileSystems.match([FileSystems.join(index, "*")])[0].metadata_list:
+            with (
+                FileSystems.open(m.path, compression_type="uncompressed") as src,
+                open(partial / m.path.rsplit("/", 1)[-1], "wb") as dst,
+            ):
+                shutil.copyfileobj(src, dst, 1 << 24)
+        if not local.exists():
+            partial.rename(local)  # whole or absent: another process may have won the race
+    return str(local)
+
+
+_opened: dict[str, KBLookups] = {}
+_opening = threading.Lock()
+
+
+def shared_kb(kb_dir: str) -> KBLookups:
+    """The KB of `kb_dir` for the annotators, once per worker process: its index, memory-mapped (every DoFn
+    instance and thread of a worker shares it; the OS shares its pages between worker processes)."""
+    from memllm.annotators.kb_index import KBIndex
+
+    with _opening:
+        if kb_dir not in _opened:
+            _opened[kb_dir] = KBIndex.open(_local_index(kb_dir))
+        return _opened[kb_dir]

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pickle
 
 import pyarrow as pa
-from memllm.annotators.kb import KB_ENTITY_SCHEMA, KB_FACT_SCHEMA, KnowledgeBase, alias_key
+from memllm.annotators.kb import (
+    KB_ENTITY_SCHEMA,
+    KB_FACT_SCHEMA,
+    KnowledgeBase,
+    alias_key,
+    alias_words,
+    join_token_keys,
+    token_key,
+)
 from memllm.annotators.wikidata import WikidataEntity
 
 ENTITIES = [
@@ -25,11 +33,27 @@ def test_alias_key_ignores_case_spacing_quotes_and_thousands():
     assert alias_key("Paris") != alias_key("Parish")
 
 
+def test_alias_key_from_token_keys():
+    """The linker builds the keys of n-grams by joining token keys: the same keys as from the text."""
+    for tokens in (["Salt", "Lake", "City"], ["1", ",", "500", "people"], ["1,500", "0"], ["Alger", "\u2019s"]):
+        for sep in (" ", "\xa0", ""):
+            assert join_token_keys("".join(map(token_key, tokens))) == alias_key(sep.join(tokens)), (tokens, sep)
+    assert token_key("Ｐａｒｉｓ") == token_key("PARIS") == "paris"  # NFKC, case-folded
+
+
+def test_alias_words_tell_spellings_of_one_name_from_key_collisions():
+    assert alias_words('Wilfried " Willi " Schneider') == alias_words('Wilfried "Willi" Schneider')
+    assert alias_words("U. S.") == alias_words("U.S.") and alias_words("1,500 m") == alias_words("1500 m")
+    assert alias_key("Paris is") == alias_key("Parisis") and alias_words("Paris is") != alias_words("Parisis")
+
+
 def test_lookups():
     kb = KnowledgeBase.from_entities(ENTITIES)
     assert len(kb) == 5 and kb.num_facts == 3
     assert kb.candidates(alias_key("paris")) == ("Q10", "Q11")  # numeric id order, not string order
     assert kb.candidates(alias_key("City of Light")) == ("Q10",)
+    keys = [alias_key("tx"), "nothing", alias_key("paris"), alias_key("tx")]
+    assert kb.candidates_many(keys) == [("Q3",), (), ("Q10", "Q11"), ("Q3",)]  # in order, repeats answered
     assert kb.facts_between("Q10", "Q2") == ("P17",)
     assert kb.facts_between("Q2", "Q10") == ()
     assert kb.neighbours("Q2") == {"Q10"} and kb.neighbours("Q10") == {"Q2"}
